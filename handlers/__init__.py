@@ -1,0 +1,1 @@
+"""Feature logic shared by the CLI and the bot: one module per command family."""
