@@ -24,10 +24,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
     (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), rf"\1{MASK}@"),
     (
-        re.compile(r"(?i)([?&](?:access_token|refresh_token|token|password|secret|signature|x-amz-signature)=)[^&\s]+"),
+        re.compile(
+            r"(?i)([?&](?:access_token|refresh_token|token|password|secret|signature|x-amz-signature)=)[^&\s]+"
+        ),
         rf"\1{MASK}",
     ),
-    (re.compile(r"(?i)(\"(?:token|access_token|refresh_token|password|secret)\"\s*:\s*\")[^\"]*"), rf"\1{MASK}"),
+    (
+        re.compile(r"(?i)(\"(?:token|access_token|refresh_token|password|secret)\"\s*:\s*\")[^\"]*"),
+        rf"\1{MASK}",
+    ),
 )
 
 _lock = threading.Lock()
@@ -61,7 +66,8 @@ def redact_text(text: str) -> str:
 
 def redact_value(key: str | None, value: Any) -> Any:
     """Redact one value; values under secret-looking keys are masked whole."""
-    if key is not None and SECRET_KEY_RE.search(key) and value not in (None, "", False):
+    # Numbers and flags under such keys (token_requests=3) carry no secret; strings might.
+    if key is not None and SECRET_KEY_RE.search(key) and isinstance(value, str | bytes) and value:
         return MASK
     if isinstance(value, str):
         return redact_text(value)
@@ -76,4 +82,7 @@ def redact_value(key: str | None, value: Any) -> Any:
 
 def redact_event(_logger: object, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: redact every field of a log event (keys ``event`` and ``exception`` too)."""
-    return {key: redact_value(None if key in ("event", "exception") else key, value) for key, value in event_dict.items()}
+    return {
+        key: redact_value(None if key in ("event", "exception") else key, value)
+        for key, value in event_dict.items()
+    }

@@ -16,7 +16,9 @@ from bot.errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
-DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+DOCKER_HUB_ALIASES = frozenset(
+    {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+)
 DEFAULT_TAG = "latest"
 MAX_NAME_LENGTH = 255
 
@@ -140,7 +142,9 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
     if len(f"{registry}/{path}") > MAX_NAME_LENGTH:
         raise InvalidReference(f"invalid image reference {original!r}: name longer than {MAX_NAME_LENGTH}")
     if tag is not None and not allow_tag:
-        raise InvalidReference(f"invalid image reference {original!r}: a repository is expected here, without tag")
+        raise InvalidReference(
+            f"invalid image reference {original!r}: a repository is expected here, without tag"
+        )
     if digest is not None and not allow_digest:
         raise InvalidReference(
             f"invalid image reference {original!r}: a repository is expected here, without digest"

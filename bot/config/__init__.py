@@ -1,0 +1,88 @@
+"""``imglife.yaml``: the schema (:mod:`bot.config.schema`) and its strict loader (:mod:`bot.config.loader`).
+
+Other modules import from here only::
+
+    path = resolve_config_path(args.config, os.environ, Path.cwd())
+    config = load_config(path)          # ConfigError(problems) lists every problem, exit code 2
+    hosts = insecure_hosts(config)      # OCI hosts spoken to over plain HTTP
+"""
+
+from bot.config.loader import (
+    DEFAULT_CONFIG_NAME,
+    ENV_CONFIG,
+    load_config,
+    parse_config,
+    resolve_config_path,
+)
+from bot.config.schema import (
+    DEFAULT_PERMISSIONS,
+    ArchiveConfig,
+    BotConfig,
+    BuildConfig,
+    BuildHooks,
+    BuildImage,
+    Command,
+    Config,
+    CycleTrack,
+    EolProvider,
+    EolTarget,
+    Forge,
+    ForgeConfig,
+    Hook,
+    ImageType,
+    Lifecycle,
+    LifecycleConfig,
+    NotifyConfig,
+    NotifyLevel,
+    Provider,
+    RegistryConfig,
+    RetentionConfig,
+    Role,
+    ScheduledJob,
+    StatusConfig,
+    SyncConfig,
+    SyncEntry,
+    SyncHooks,
+    format_tag,
+    insecure_hosts,
+    parse_duration,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_NAME",
+    "DEFAULT_PERMISSIONS",
+    "ENV_CONFIG",
+    "ArchiveConfig",
+    "BotConfig",
+    "BuildConfig",
+    "BuildHooks",
+    "BuildImage",
+    "Command",
+    "Config",
+    "CycleTrack",
+    "EolProvider",
+    "EolTarget",
+    "Forge",
+    "ForgeConfig",
+    "Hook",
+    "ImageType",
+    "Lifecycle",
+    "LifecycleConfig",
+    "NotifyConfig",
+    "NotifyLevel",
+    "Provider",
+    "RegistryConfig",
+    "RetentionConfig",
+    "Role",
+    "ScheduledJob",
+    "StatusConfig",
+    "SyncConfig",
+    "SyncEntry",
+    "SyncHooks",
+    "format_tag",
+    "insecure_hosts",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "resolve_config_path",
+]

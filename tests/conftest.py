@@ -1,0 +1,107 @@
+"""Shared fixtures: real registries (anon, basic, token), a token server and repo names.
+
+Import helpers as ``tests.helpers.<module>`` (this file puts the project root on sys.path; do
+not import them as ``helpers.<module>``, which would load a second copy).
+
+Session-scoped (shared by every test, so use ``unique_repo``/``repo_name`` for repositories):
+    ``anon_registry``, ``basic_registry``, ``token_registry``, ``token_server``
+Function-scoped:
+    ``any_registry`` (parametrized over the three kinds), ``fresh_registry`` (factory for a
+    private, empty registry: ``fresh_registry("token")``), ``unique_repo``, ``repo_name``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from tests.helpers.registry import RegistryKind, RunningRegistry, start_registry  # noqa: E402
+from tests.helpers.token_server import RunningTokenServer, start_token_server  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def token_server() -> Iterator[RunningTokenServer]:
+    """The token server behind ``token_registry`` (user ``token-user``)."""
+    with start_token_server(username="token-user") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def anon_registry() -> Iterator[RunningRegistry]:
+    """A registry without auth."""
+    with start_registry("anon") as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def basic_registry() -> Iterator[RunningRegistry]:
+    """A registry with htpasswd basic auth, user ``basic-user``."""
+    with start_registry("basic") as registry:
+        yield registry
+
+
+@pytest.fixture(scope="session")
+def token_registry(token_server: RunningTokenServer) -> Iterator[RunningRegistry]:
+    """A registry with ``auth: token`` against ``token_server`` (user ``token-user``).
+
+    Tests that change the token server's config (``configure``) must restore it
+    (``reset_config``) or use ``fresh_registry("token")``.
+    """
+    with start_registry("token", token_server=token_server) as registry:
+        yield registry
+
+
+@pytest.fixture(params=["anon", "basic", "token"])
+def any_registry(request: pytest.FixtureRequest) -> RunningRegistry:
+    """Each of the three shared registries in turn."""
+    registry: RunningRegistry = request.getfixturevalue(f"{request.param}_registry")
+    return registry
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[Callable[..., RunningRegistry]]:
+    """Factory for private, empty registries, stopped when the test ends.
+
+    ``fresh_registry("anon" | "basic" | "token", **start_registry_kwargs)``; a token registry
+    gets its own token server.
+    """
+    with ExitStack() as stack:
+
+        def make(kind: RegistryKind = "anon", **kwargs: Any) -> RunningRegistry:
+            return stack.enter_context(start_registry(kind, **kwargs))
+
+        yield make
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].strip("-") or "t"
+
+
+@pytest.fixture
+def repo_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``repo_name("src")`` -> ``test/<test-name-slug>-src-<hex>``: unique per call."""
+    base = _slug(request.node.name)
+
+    def make(suffix: str = "") -> str:
+        parts = [base, _slug(suffix, 20) if suffix else "", secrets.token_hex(3)]
+        return "test/" + "-".join(p for p in parts if p)
+
+    return make
+
+
+@pytest.fixture
+def unique_repo(repo_name: Callable[[str], str]) -> str:
+    """A repository name no other test uses: ``test/<test-name-slug>-<hex>``."""
+    return repo_name("")

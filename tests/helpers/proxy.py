@@ -1,0 +1,566 @@
+"""An in-process aiohttp reverse proxy that injects faults, and a fake object-storage origin.
+
+``FaultProxy(upstream)`` forwards everything to ``upstream`` (method, path, query, headers minus
+hop-by-hop ones, streamed bodies both ways), like nginx with ``proxy_pass`` and the default
+``proxy_redirect``: ``Host`` becomes the upstream's and ``Location`` headers pointing at the
+upstream origin are rewritten to the proxy origin. ``WWW-Authenticate`` is left untouched, so
+a token realm still points at the token server. Every request is recorded in
+``proxy.requests``. Rules (checked in the order added; a rule with ``times`` used up is skipped)
+match a method (``"GET"``, ``"PUT|PATCH"``, ``"*"``) and a path regex (``re.search`` on the
+decoded path) and act:
+
+* :meth:`FaultProxy.fail`: answer ``status`` (with headers and body) without asking upstream,
+  e.g. ``fail("GET", "/manifests/", 429, times=1, headers={"Retry-After": "1"})``.
+* :meth:`FaultProxy.reject_body`: answer 413 (nginx's ``client_max_body_size``) for PUT/PATCH
+  requests whose body has at least ``min_bytes`` bytes.
+* :meth:`FaultProxy.reset`: close the connection without answering, or (``mid_body=True``)
+  after the status line, headers and part of the upstream's body.
+* :meth:`FaultProxy.delay`: wait before forwarding (for client timeouts).
+* :meth:`FaultProxy.redirect_blobs_to`: answer a blob GET that the upstream would serve with
+  ``307 Location: <origin>/blobs/<digest>?X-Amz-...&X-Amz-Signature=...``, like a registry on S3.
+
+:class:`BlobOrigin` is that other origin: it serves ``/blobs/<digest>`` by fetching the blob
+from the registry with credentials it got out of band, rejects requests that carry an
+``Authorization`` header the way S3 does (400) and records every request's headers.
+
+Both run in the test's event loop: use ``httpx.AsyncClient`` (or ``asyncio.to_thread`` for
+blocking helpers such as skopeo), never a blocking client, in the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import httpx
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from .registry import RegistryAuth, RunningRegistry
+
+__all__ = ["BlobOrigin", "FaultProxy", "RecordedRequest", "Rule"]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")
+CHUNK = 64 * 1024
+
+NGINX_413 = (
+    b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
+    b"<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the proxy (or origin) received it. Header names are lower-case."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body_size: int = 0
+    status: int | None = None  # what was answered; None when the connection was reset
+    action: str = "forward"  # forward | fail | reject_body | reset | delay | redirect
+
+
+@dataclass
+class Rule:
+    """A fault rule; ``hits`` counts how often it fired."""
+
+    action: Literal["fail", "reject_body", "reset", "delay", "redirect"]
+    methods: frozenset[str] | None
+    pattern: re.Pattern[str]
+    times: int | None
+    params: dict[str, Any] = field(default_factory=dict)
+    hits: int = 0
+
+    def exhausted(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.exhausted():
+            return False
+        if self.methods is not None and method.upper() not in self.methods:
+            return False
+        return self.pattern.search(path) is not None
+
+
+def _methods(method: str | None) -> frozenset[str] | None:
+    if method is None or method == "*":
+        return None
+    return frozenset(m.strip().upper() for m in method.split("|") if m.strip())
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+async def _start_site(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = int(runner.addresses[0][1])
+    return runner, port
+
+
+class FaultProxy:
+    """``async with FaultProxy(registry.url) as proxy:`` then talk to ``proxy.url``."""
+
+    def __init__(self, upstream: str | RunningRegistry, *, preserve_host: bool = False) -> None:
+        self.upstream = _origin(upstream if isinstance(upstream, str) else upstream.url)
+        self.preserve_host = preserve_host
+        self.requests: list[RecordedRequest] = []
+        self.rules: list[Rule] = []
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:PORT``, for image references through the proxy."""
+        return f"127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> FaultProxy:
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120),
+        )
+        app = web.Application(client_max_size=0)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner, self.port = await _start_site(app)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    # ------------------------------------------------------------------ rules
+
+    def _add(self, action: Any, method: str | None, path: str, times: int | None, **params: Any) -> Rule:
+        rule = Rule(action, _methods(method), re.compile(path), times, params)
+        self.rules.append(rule)
+        return rule
+
+    def fail(
+        self,
+        method: str | None,
+        path: str,
+        status: int,
+        *,
+        times: int | None = 1,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str = b"",
+    ) -> Rule:
+        """Answer ``status`` without contacting upstream, ``times`` times (None: always)."""
+        data = body.encode() if isinstance(body, str) else body
+        return self._add("fail", method, path, times, status=status, headers=dict(headers or {}), body=data)
+
+    def reject_body(
+        self,
+        method: str | None = "PUT|PATCH",
+        path: str = ".*",
+        *,
+        status: int = 413,
+        min_bytes: int = 1,
+        times: int | None = None,
+    ) -> Rule:
+        """Answer ``status`` (nginx's 413 page) for requests whose body has >= ``min_bytes`` bytes."""
+        return self._add("reject_body", method, path, times, status=status, min_bytes=min_bytes)
+
+    def reset(
+        self,
+        method: str | None,
+        path: str,
+        *,
+        times: int | None = 1,
+        mid_body: bool = False,
+        after_bytes: int | None = None,
+    ) -> Rule:
+        """Drop the connection: at once, or with ``mid_body`` after ``after_bytes`` of the upstream's
+        response body (default: half of it)."""
+        return self._add("reset", method, path, times, mid_body=mid_body, after_bytes=after_bytes)
+
+    def delay(self, method: str | None, path: str, seconds: float, *, times: int | None = 1) -> Rule:
+        """Wait ``seconds`` before forwarding."""
+        return self._add("delay", method, path, times, seconds=seconds)
+
+    def redirect_blobs_to(self, origin: str | BlobOrigin, *, times: int | None = None) -> Rule:
+        """Answer blob GETs with ``307`` to ``origin`` (after the upstream accepted the request's
+        auth and has the blob, as a registry on object storage does)."""
+        return self._add("redirect", "GET", BLOB_PATH.pattern, times, origin=origin)
+
+    def clear_rules(self) -> None:
+        self.rules.clear()
+
+    def requests_matching(self, method: str | None = None, path: str = ".*") -> list[RecordedRequest]:
+        methods = _methods(method)
+        rx = re.compile(path)
+        return [
+            r for r in self.requests if (methods is None or r.method in methods) and rx.search(r.path)
+        ]
+
+    # ------------------------------------------------------------------ handler
+
+    def _match(self, request: web.Request, *actions: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.action in actions and rule.matches(request.method, request.path):
+                return rule
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        rec = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.rel_url.raw_query_string,
+            headers=_lower_headers(request.headers),
+        )
+        self.requests.append(rec)
+        rule = self._match(request, "fail", "reset", "delay", "redirect", "reject_body")
+        body: bytes | None = None  # set when a chunked body had to be buffered to learn its size
+        if rule is not None and rule.action == "reject_body":
+            size = request.content_length
+            if size is None and request.body_exists:
+                body = await request.read()
+                size = len(body)
+            if (size or 0) >= rule.params["min_bytes"]:
+                rule.hits += 1
+                rec.action = "reject_body"
+                rec.body_size = await self._drain(request) if body is None else len(body)
+                rec.status = rule.params["status"]
+                response = web.Response(
+                    status=rule.params["status"],
+                    body=NGINX_413 if rule.params["status"] == 413 else b"",
+                    content_type="text/html",
+                )
+                response.force_close()
+                return response
+            rule = self._match(request, "fail", "reset", "delay", "redirect")
+
+        if rule is None:
+            return await self._forward(request, rec, body, None)
+        if rule.action == "fail":
+            rule.hits += 1
+            rec.action = "fail"
+            rec.body_size = await self._drain(request)
+            rec.status = rule.params["status"]
+            return web.Response(
+                status=rule.params["status"], body=rule.params["body"], headers=rule.params["headers"]
+            )
+        if rule.action == "reset" and not rule.params["mid_body"]:
+            rule.hits += 1
+            rec.action = "reset"
+            self._abort(request)
+            return web.Response(status=500)  # never sent: the transport is gone
+        if rule.action == "reset":  # mid-body: counted only when it cuts a 2xx body
+            return await self._forward(request, rec, body, rule)
+        if rule.action == "delay":
+            rule.hits += 1
+            rec.action = "delay"
+            await asyncio.sleep(rule.params["seconds"])
+            return await self._forward(request, rec, body, None)
+        # redirect: only when the upstream would serve this blob to this caller
+        redirect = await self._redirect(request, rec, rule.params["origin"])
+        if redirect is None:
+            return await self._forward(request, rec, body, None)
+        rule.hits += 1
+        rec.action = "redirect"
+        return redirect
+
+    @staticmethod
+    async def _drain(request: web.Request) -> int:
+        size = 0
+        if request.body_exists:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                size += len(chunk)
+        return size
+
+    @staticmethod
+    def _abort(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+    @staticmethod
+    def _close(request: web.Request) -> None:
+        """Close after flushing what was written (the client sees a truncated body)."""
+        transport = request.transport
+        if transport is not None:
+            transport.close()
+
+    def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict()
+        for k, v in request.headers.items():
+            if k.lower() in HOP_BY_HOP or k.lower() == "host":
+                continue
+            headers.add(k, v)
+        headers["Host"] = request.host if self.preserve_host else urlsplit(self.upstream).netloc
+        return headers
+
+    def _rewrite_location(self, value: str) -> str:
+        if value.startswith(self.upstream):
+            return self.url + value[len(self.upstream) :]
+        return value
+
+    async def _forward(
+        self, request: web.Request, rec: RecordedRequest, body: bytes | None, reset_rule: Rule | None
+    ) -> web.StreamResponse:
+        assert self._session is not None
+
+        async def stream_body() -> AsyncIterator[bytes]:
+            async for chunk in request.content.iter_chunked(CHUNK):
+                rec.body_size += len(chunk)
+                yield chunk
+
+        data: Any = None
+        if body is not None:
+            rec.body_size = len(body)
+            data = body
+        elif request.body_exists:
+            data = stream_body()
+        url = URL(self.upstream + request.raw_path, encoded=True)
+        try:
+            upstream = await self._session.request(
+                request.method,
+                url,
+                headers=self._upstream_headers(request),
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        except aiohttp.ClientError as exc:
+            rec.status = 502
+            return web.Response(status=502, text=f"proxy: upstream unreachable: {exc}\n")
+        async with upstream:
+            rec.status = upstream.status
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for k, v in upstream.headers.items():
+                lk = k.lower()
+                if lk in HOP_BY_HOP or lk == "content-length":
+                    continue
+                response.headers.add(k, self._rewrite_location(v) if lk == "location" else v)
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            limit: int | None = None
+            if reset_rule is not None and 200 <= upstream.status < 300:
+                reset_rule.hits += 1
+                rec.action = "reset"
+                limit = reset_rule.params["after_bytes"]
+                if limit is None:
+                    limit = (upstream.content_length or 2) // 2
+            sent = 0
+            if request.method != "HEAD":
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    if limit is not None and sent + len(chunk) >= limit:
+                        await response.write(chunk[: max(limit - sent, 0)])
+                        rec.status = None
+                        self._close(request)
+                        return response
+                    sent += len(chunk)
+                    await response.write(chunk)
+            if limit is not None:  # body shorter than the limit: still cut the connection
+                rec.status = None
+                self._close(request)
+                return response
+            await response.write_eof()
+            return response
+
+    async def _redirect(
+        self, request: web.Request, rec: RecordedRequest, origin: str | BlobOrigin
+    ) -> web.Response | None:
+        """307 to the origin when the upstream would serve the blob to this caller, else None."""
+        assert self._session is not None
+        m = BLOB_PATH.match(request.path)
+        if m is None:
+            return None
+        head = await self._session.head(
+            URL(self.upstream + request.raw_path, encoded=True),
+            headers=self._upstream_headers(request),
+            allow_redirects=False,
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+        )
+        async with head:
+            if head.status != 200:
+                return None
+        digest = m.group("digest")
+        if isinstance(origin, BlobOrigin):
+            origin.register(digest, m.group("name"))
+            location = origin.presign(digest)
+        else:
+            location = f"{origin.rstrip('/')}/blobs/{digest}?" + urlencode(_fake_presign_query(digest, "x"))
+        rec.status = 307
+        return web.Response(
+            status=307,
+            headers={"Location": location, "Content-Type": "text/html; charset=utf-8"},
+            text=f'<a href="{location}">Temporary Redirect</a>.\n\n',
+        )
+
+
+def _fake_presign_query(digest: str, key: str) -> dict[str, str]:
+    signature = hmac.new(key.encode(), digest.encode(), hashlib.sha256).hexdigest()
+    return {
+        "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+        "X-Amz-Credential": "IMGLIFETESTKEY/20240101/us-east-1/s3/aws4_request",
+        "X-Amz-Date": "20240101T000000Z",
+        "X-Amz-Expires": "1200",
+        "X-Amz-SignedHeaders": "host",
+        "X-Amz-Signature": signature,
+    }
+
+
+def _s3_error(status: int, code: str, message: str) -> web.Response:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    )
+    return web.Response(status=status, text=body, content_type="application/xml")
+
+
+class BlobOrigin:
+    """A separate origin (own port) that serves redirected blob downloads, like S3.
+
+    ``async with BlobOrigin(registry) as origin: proxy.redirect_blobs_to(origin)``. It fetches
+    ``/v2/<repo>/blobs/<digest>`` from ``registry`` with ``creds`` (default: the registry's own),
+    the repository having been registered by the proxy when it issued the redirect (or passed
+    as ``default_repo``). A request with an ``Authorization`` header gets S3's 400 (only one
+    auth mechanism allowed) unless ``reject_authorization=False``; a missing or wrong
+    ``X-Amz-Signature`` gets 403. ``origin.requests`` records every request.
+    """
+
+    def __init__(
+        self,
+        registry: RunningRegistry | str,
+        creds: tuple[str, str] | None | Literal["default"] = "default",
+        *,
+        default_repo: str | None = None,
+        reject_authorization: bool = True,
+    ) -> None:
+        if isinstance(registry, str):
+            self.registry_url = registry.rstrip("/")
+            self._creds = None if creds == "default" else creds
+        else:
+            self.registry_url = registry.url
+            self._creds = registry.creds if creds == "default" else creds
+        self.default_repo = default_repo
+        self.reject_authorization = reject_authorization
+        self.requests: list[RecordedRequest] = []
+        self.port = 0
+        self._key = secrets.token_hex(16)
+        self._repos: dict[str, str] = {}
+        self._runner: web.AppRunner | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def register(self, digest: str, repo: str) -> None:
+        self._repos[digest] = repo
+
+    def presign(self, digest: str) -> str:
+        return f"{self.url}/blobs/{digest}?" + urlencode(_fake_presign_query(digest, self._key))
+
+    def requests_with_authorization(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if "authorization" in r.headers]
+
+    async def __aenter__(self) -> BlobOrigin:
+        self._client = httpx.AsyncClient(auth=RegistryAuth(self._creds), timeout=60, follow_redirects=False)
+        app = web.Application()
+        app.router.add_route("GET", "/blobs/{digest}", self._handle)  # HEAD is routed here too
+        self._runner, self.port = await _start_site(app)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        assert self._client is not None
+        rec = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.rel_url.raw_query_string,
+            headers=_lower_headers(request.headers),
+            action="origin",
+        )
+        self.requests.append(rec)
+        digest = request.match_info["digest"]
+        if self.reject_authorization and "Authorization" in request.headers:
+            rec.status = 400
+            return _s3_error(
+                400,
+                "InvalidArgument",
+                "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
+                "Signature query string parameter or the Authorization header should be specified",
+            )
+        expected = _fake_presign_query(digest, self._key)["X-Amz-Signature"]
+        if not hmac.compare_digest(request.query.get("X-Amz-Signature", ""), expected):
+            rec.status = 403
+            return _s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+        repo = self._repos.get(digest, self.default_repo)
+        if repo is None:
+            rec.status = 404
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        headers = {"Range": request.headers["Range"]} if "Range" in request.headers else {}
+        url = f"{self.registry_url}/v2/{repo}/blobs/{digest}"
+        async with self._client.stream(request.method, url, headers=headers) as upstream:
+            rec.status = upstream.status_code
+            if upstream.status_code not in (200, 206):
+                await upstream.aread()
+                return _s3_error(404, "NoSuchKey", f"registry answered {upstream.status_code}")
+            response = web.StreamResponse(status=upstream.status_code)
+            response.content_type = "application/octet-stream"
+            response.headers["ETag"] = f'"{digest.partition(":")[2][:32]}"'
+            response.headers["Accept-Ranges"] = "bytes"
+            for name in ("Content-Range",):
+                if name in upstream.headers:
+                    response.headers[name] = upstream.headers[name]
+            if "content-length" in upstream.headers:
+                response.content_length = int(upstream.headers["content-length"])
+            await response.prepare(request)
+            if request.method != "HEAD":
+                async for chunk in upstream.aiter_raw(CHUNK):
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
