@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -189,8 +190,9 @@ def main(
     err = stderr or sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage and the error
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed help, the version, or usage and the error
         return int(exc.code or 0)
     log_format = args.log_format or env.get("IMGLIFE_LOG_FORMAT") or "text"
     if log_format not in LOG_FORMATS:

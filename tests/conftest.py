@@ -8,6 +8,9 @@ Session-scoped (shared by every test, so use ``unique_repo``/``repo_name`` for r
 Function-scoped:
     ``any_registry`` (parametrized over the three kinds), ``fresh_registry`` (factory for a
     private, empty registry: ``fresh_registry("token")``), ``unique_repo``, ``repo_name``.
+Async, function-scoped (run in the test's event loop):
+    ``make_fault_proxy`` (``proxy = await make_fault_proxy(registry)``) and
+    ``make_blob_origin`` (``origin = await make_blob_origin(registry)``), closed after the test.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from __future__ import annotations
 import re
 import secrets
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from tests.helpers.proxy import BlobOrigin, FaultProxy  # noqa: E402
 from tests.helpers.registry import RegistryKind, RunningRegistry, start_registry  # noqa: E402
 from tests.helpers.token_server import RunningTokenServer, start_token_server  # noqa: E402
 
@@ -80,6 +84,28 @@ def fresh_registry() -> Iterator[Callable[..., RunningRegistry]]:
 
         def make(kind: RegistryKind = "anon", **kwargs: Any) -> RunningRegistry:
             return stack.enter_context(start_registry(kind, **kwargs))
+
+        yield make
+
+
+@pytest.fixture
+async def make_fault_proxy() -> AsyncIterator[Callable[..., Awaitable[FaultProxy]]]:
+    """Factory: ``await make_fault_proxy(upstream, **FaultProxy_kwargs)``."""
+    async with AsyncExitStack() as stack:
+
+        async def make(upstream: Any, **kwargs: Any) -> FaultProxy:
+            return await stack.enter_async_context(FaultProxy(upstream, **kwargs))
+
+        yield make
+
+
+@pytest.fixture
+async def make_blob_origin() -> AsyncIterator[Callable[..., Awaitable[BlobOrigin]]]:
+    """Factory: ``await make_blob_origin(registry, creds="default", **BlobOrigin_kwargs)``."""
+    async with AsyncExitStack() as stack:
+
+        async def make(registry: Any, *args: Any, **kwargs: Any) -> BlobOrigin:
+            return await stack.enter_async_context(BlobOrigin(registry, *args, **kwargs))
 
         yield make
 

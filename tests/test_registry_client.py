@@ -125,18 +125,24 @@ async def test_missing_manifest_is_none_on_head_and_not_found_on_get(anon_regist
             await client.get_manifest(ref)
 
 
-async def test_tag_listing_follows_every_page(anon_registry, unique_repo, tmp_path):
+@pytest.mark.parametrize(("client_page", "server_page", "requests"), [(3, None, 3), (None, 2, 4)])
+async def test_tag_listing_follows_every_page(
+    anon_registry, unique_repo, tmp_path, client_page, server_page, requests
+):
+    # distribution 2.8 ignores n/last on tags/list; the proxy pages the real registry's list the way
+    # distribution v3, GitLab and Harbor do (sorted, Link: rel="next").
     image = build_image(nonce=secrets.token_hex(4))
     tags = [f"1.{n}.0" for n in range(7)]
     async with FaultProxy(anon_registry) as proxy:
+        proxy.paginate_tags(page_size=server_page)
         ref = ref_of(proxy.host, unique_repo, tags[0])
         async with make_client(proxy.host, home=tmp_path) as client:
             await push_with_client(client, ref, image)
             for tag in tags[1:]:
                 await client.put_manifest(ref.with_tag(tag), image.manifest, image.media_type)
-            listed = await client.list_tags(ref, page_size=3)
-    assert sorted(listed) == sorted(tags)
-    assert len(proxy.requests_matching("GET", "/tags/list")) == 3  # 3 + 3 + 1
+            listed = await client.list_tags(ref, page_size=client_page)
+    assert listed == sorted(tags)
+    assert len(proxy.requests_matching("GET", "/tags/list")) == requests
 
 
 async def test_delete_by_digest_removes_every_tag_on_that_digest(anon_registry, unique_repo, tmp_path):

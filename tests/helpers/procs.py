@@ -12,7 +12,9 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ __all__ = [
     "ManagedProcess",
     "ProcessStartError",
     "free_port",
+    "http_status",
     "port_in_use_error",
     "scratch_dir",
     "wait_until",
@@ -48,11 +51,57 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def http_status(host: str, port: int, path: str, *, method: str = "GET", timeout: float = 1.0) -> int:
+    """Status of one plain-HTTP request (stdlib only: cheap enough for tight readiness polls)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+OWNER_FILE = ".imglife-owner-pid"
+_swept: set[str] = set()
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep_stale(base: Path, prefix: str) -> None:
+    """Remove scratch dirs left by test processes that were killed before their teardown ran."""
+    for d in base.glob(f"{prefix}*"):
+        try:
+            owner = int((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours, or still being created
+        if not _pid_running(owner):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def scratch_dir(prefix: str) -> Path:
-    """A fresh directory in /dev/shm (tmpfs, fast) or, when that is missing, the system temp dir."""
+    """A fresh directory in /dev/shm (tmpfs, fast) or, when that is missing, the system temp dir.
+
+    It records the creating PID; directories whose creator is gone (a test run killed with
+    SIGKILL) are removed the first time this process creates one with the same prefix family.
+    """
     shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else None
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK | os.X_OK) else Path(tempfile.gettempdir())
+    if str(base) not in _swept:
+        _swept.add(str(base))
+        _sweep_stale(base, "imglife-")
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    (d / OWNER_FILE).write_text(str(os.getpid()))
+    return d
 
 
 def wait_until(
@@ -74,7 +123,7 @@ def wait_until(
         try:
             if check():
                 return time.monotonic() - start
-        except Exception as exc:  # readiness probes raise while the server is still starting
+        except Exception as exc:  # noqa: BLE001 - probes raise while the server is still starting
             last_error = exc
         if proc is not None and not proc.alive():
             raise ProcessStartError(

@@ -18,6 +18,8 @@ decoded path) and act:
 * :meth:`FaultProxy.delay`: wait before forwarding (for client timeouts).
 * :meth:`FaultProxy.redirect_blobs_to`: answer a blob GET that the upstream would serve with
   ``307 Location: <origin>/blobs/<digest>?X-Amz-...&X-Amz-Signature=...``, like a registry on S3.
+* :meth:`FaultProxy.paginate_tags`: paginate ``tags/list`` (``n``, ``last``, ``Link``) the way
+  newer registries do; distribution 2.8 itself ignores ``n``/``last`` and returns all tags.
 
 :class:`BlobOrigin` is that other origin: it serves ``/blobs/<digest>`` by fetching the blob
 from the registry with credentials it got out of band, rejects requests that carry an
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -45,7 +48,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from .registry import RegistryAuth, RunningRegistry
+from .registry import RegistryAuth, RunningRegistry, ssl_context
 
 __all__ = ["BlobOrigin", "FaultProxy", "RecordedRequest", "Rule"]
 
@@ -64,6 +67,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")
+TAGS_PATH = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 CHUNK = 64 * 1024
 
 NGINX_413 = (
@@ -90,7 +94,7 @@ class RecordedRequest:
 class Rule:
     """A fault rule; ``hits`` counts how often it fired."""
 
-    action: Literal["fail", "reject_body", "reset", "delay", "redirect"]
+    action: Literal["fail", "reject_body", "reset", "delay", "redirect", "paginate"]
     methods: frozenset[str] | None
     pattern: re.Pattern[str]
     times: int | None
@@ -214,8 +218,14 @@ class FaultProxy:
         mid_body: bool = False,
         after_bytes: int | None = None,
     ) -> Rule:
-        """Drop the connection: at once, or with ``mid_body`` after ``after_bytes`` of the upstream's
-        response body (default: half of it)."""
+        """Drop the connection without answering.
+
+        Default: at once, the upstream never sees the request. With ``mid_body=True`` the request
+        is forwarded and, if the upstream answers 2xx, the connection is cut after ``after_bytes``
+        bytes of its body (default: half); for an empty body (a 201 to a PUT, a HEAD) it is cut
+        before the status line: the upstream did the work, the client never hears of it. Non-2xx
+        answers pass through and do not count as a hit.
+        """
         return self._add("reset", method, path, times, mid_body=mid_body, after_bytes=after_bytes)
 
     def delay(self, method: str | None, path: str, seconds: float, *, times: int | None = 1) -> Rule:
@@ -227,15 +237,20 @@ class FaultProxy:
         auth and has the blob, as a registry on object storage does)."""
         return self._add("redirect", "GET", BLOB_PATH.pattern, times, origin=origin)
 
+    def paginate_tags(self, *, page_size: int | None = None, times: int | None = None) -> Rule:
+        """Serve ``GET /v2/<name>/tags/list`` with OCI pagination, as distribution v3, GitLab or
+        Harbor do (distribution 2.8 ignores ``n`` and ``last`` and returns every tag unsorted):
+        tags sorted, ``last`` and ``n`` honoured, ``page_size`` used when the client sends no
+        ``n``, and ``Link: </v2/<name>/tags/list?last=..&n=..>; rel="next"`` while more remain."""
+        return self._add("paginate", "GET", TAGS_PATH.pattern, times, page_size=page_size)
+
     def clear_rules(self) -> None:
         self.rules.clear()
 
     def requests_matching(self, method: str | None = None, path: str = ".*") -> list[RecordedRequest]:
         methods = _methods(method)
         rx = re.compile(path)
-        return [
-            r for r in self.requests if (methods is None or r.method in methods) and rx.search(r.path)
-        ]
+        return [r for r in self.requests if (methods is None or r.method in methods) and rx.search(r.path)]
 
     # ------------------------------------------------------------------ handler
 
@@ -253,7 +268,7 @@ class FaultProxy:
             headers=_lower_headers(request.headers),
         )
         self.requests.append(rec)
-        rule = self._match(request, "fail", "reset", "delay", "redirect", "reject_body")
+        rule = self._match(request, "fail", "reset", "delay", "redirect", "paginate", "reject_body")
         body: bytes | None = None  # set when a chunked body had to be buffered to learn its size
         if rule is not None and rule.action == "reject_body":
             size = request.content_length
@@ -272,7 +287,7 @@ class FaultProxy:
                 )
                 response.force_close()
                 return response
-            rule = self._match(request, "fail", "reset", "delay", "redirect")
+            rule = self._match(request, "fail", "reset", "delay", "redirect", "paginate")
 
         if rule is None:
             return await self._forward(request, rec, body, None)
@@ -296,6 +311,13 @@ class FaultProxy:
             rec.action = "delay"
             await asyncio.sleep(rule.params["seconds"])
             return await self._forward(request, rec, body, None)
+        if rule.action == "paginate":
+            page = await self._paginate_tags(request, rec, rule.params["page_size"])
+            if page is None:
+                return await self._forward(request, rec, body, None)
+            rule.hits += 1
+            rec.action = "paginate"
+            return page
         # redirect: only when the upstream would serve this blob to this caller
         redirect = await self._redirect(request, rec, rule.params["origin"])
         if redirect is None:
@@ -328,7 +350,7 @@ class FaultProxy:
     def _upstream_headers(self, request: web.Request) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict()
         for k, v in request.headers.items():
-            if k.lower() in HOP_BY_HOP or k.lower() == "host":
+            if k.lower() in HOP_BY_HOP or k.lower() in ("host", "expect"):  # aiohttp did the 100-continue
                 continue
             headers.add(k, v)
         headers["Host"] = request.host if self.preserve_host else urlsplit(self.upstream).netloc
@@ -378,30 +400,67 @@ class FaultProxy:
                 response.headers.add(k, self._rewrite_location(v) if lk == "location" else v)
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
-            await response.prepare(request)
             limit: int | None = None
             if reset_rule is not None and 200 <= upstream.status < 300:
                 reset_rule.hits += 1
                 rec.action = "reset"
+                rec.status = None
+                if request.method == "HEAD" or upstream.content_length == 0:
+                    # nothing to cut: the upstream did the work, the client never hears of it
+                    self._abort(request)
+                    return response
                 limit = reset_rule.params["after_bytes"]
                 if limit is None:
                     limit = (upstream.content_length or 2) // 2
+            await response.prepare(request)
             sent = 0
             if request.method != "HEAD":
                 async for chunk in upstream.content.iter_chunked(CHUNK):
                     if limit is not None and sent + len(chunk) >= limit:
                         await response.write(chunk[: max(limit - sent, 0)])
-                        rec.status = None
                         self._close(request)
                         return response
                     sent += len(chunk)
                     await response.write(chunk)
             if limit is not None:  # body shorter than the limit: still cut the connection
-                rec.status = None
                 self._close(request)
                 return response
             await response.write_eof()
             return response
+
+    async def _paginate_tags(
+        self, request: web.Request, rec: RecordedRequest, page_size: int | None
+    ) -> web.Response | None:
+        """One page of the upstream's full tag list, or None to pass its (error) answer through."""
+        assert self._session is not None
+        m = TAGS_PATH.match(request.path)
+        if m is None:
+            return None
+        full = await self._session.get(
+            URL(self.upstream + request.rel_url.raw_path, encoded=True),
+            headers=self._upstream_headers(request),
+            allow_redirects=False,
+            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+        )
+        async with full:
+            if full.status != 200:
+                return None
+            listing = json.loads(await full.read())
+        tags = sorted(listing.get("tags") or [])
+        last = request.query.get("last")
+        if last is not None:
+            tags = [t for t in tags if t > last]
+        n_param = request.query.get("n")
+        n = int(n_param) if n_param is not None else page_size
+        page = tags if n is None else tags[:n]
+        headers = {"Docker-Distribution-Api-Version": "registry/2.0"}
+        if n is not None and len(tags) > n and page:
+            query = urlencode({"last": page[-1], "n": n})
+            headers["Link"] = f'<{request.rel_url.raw_path}?{query}>; rel="next"'
+        rec.status = 200
+        return web.json_response(
+            {"name": listing.get("name", m.group("name")), "tags": page}, headers=headers
+        )
 
     async def _redirect(
         self, request: web.Request, rec: RecordedRequest, origin: str | BlobOrigin
@@ -469,7 +528,7 @@ class BlobOrigin:
     def __init__(
         self,
         registry: RunningRegistry | str,
-        creds: tuple[str, str] | None | Literal["default"] = "default",
+        creds: tuple[str, str] | Literal["default"] | None = "default",
         *,
         default_repo: str | None = None,
         reject_authorization: bool = True,
@@ -503,7 +562,9 @@ class BlobOrigin:
         return [r for r in self.requests if "authorization" in r.headers]
 
     async def __aenter__(self) -> BlobOrigin:
-        self._client = httpx.AsyncClient(auth=RegistryAuth(self._creds), timeout=60, follow_redirects=False)
+        self._client = httpx.AsyncClient(
+            auth=RegistryAuth(self._creds), timeout=60, follow_redirects=False, verify=ssl_context()
+        )
         app = web.Application()
         app.router.add_route("GET", "/blobs/{digest}", self._handle)  # HEAD is routed here too
         self._runner, self.port = await _start_site(app)
@@ -537,7 +598,9 @@ class BlobOrigin:
         expected = _fake_presign_query(digest, self._key)["X-Amz-Signature"]
         if not hmac.compare_digest(request.query.get("X-Amz-Signature", ""), expected):
             rec.status = 403
-            return _s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match")
+            return _s3_error(
+                403, "SignatureDoesNotMatch", "The request signature we calculated does not match"
+            )
         repo = self._repos.get(digest, self.default_repo)
         if repo is None:
             rec.status = 404

@@ -74,7 +74,9 @@ def _redact(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def run_skopeo(args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
+def run_skopeo(
+    args: Sequence[str], *, timeout: float = DEFAULT_TIMEOUT
+) -> subprocess.CompletedProcess[bytes]:
     """Run ``skopeo ARGS`` in a private environment; raise :class:`SkopeoError` on failure."""
     skopeo = shutil.which("skopeo")
     if skopeo is None:
@@ -235,7 +237,11 @@ def skopeo_push_dir(
     """``skopeo copy --all --preserve-digests dir:DIR docker://HOST/REPO:TAG``; returns the digest."""
     extra = ["--dest-tls-verify=false", *_cred_args("--dest-creds", _creds(registry, creds, anonymous))]
     return _copy(
-        f"dir:{dir_path}", f"docker://{_host(registry)}/{repo_tag}", extra, all_platforms=True, timeout=timeout
+        f"dir:{dir_path}",
+        f"docker://{_host(registry)}/{repo_tag}",
+        extra,
+        all_platforms=True,
+        timeout=timeout,
     )
 
 

@@ -47,6 +47,8 @@ import shutil
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,7 +57,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -63,7 +64,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
-from .procs import ManagedProcess, scratch_dir, wait_until
+from .procs import ManagedProcess, http_status, scratch_dir, wait_until
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -198,7 +199,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -272,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"errors": [{"code": "NOT_FOUND", "message": url.path}]})
 
-    def _basic_credentials(self) -> tuple[str, str] | None | bool:
+    def _basic_credentials(self) -> tuple[str, str] | bool | None:
         """None: anonymous; (user, password): Basic credentials; False: unusable header."""
         header = self.headers.get("Authorization")
         if not header:
@@ -463,37 +466,46 @@ class RunningTokenServer:
     def creds(self) -> tuple[str, str]:
         return (self.username, self.password)
 
-    def stats(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/stats", timeout=5)
-        r.raise_for_status()
-        result: dict[str, Any] = r.json()
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        # stdlib on purpose: an httpx client costs ~60 ms to create (it loads CA certificates)
+        data = json.dumps(payload).encode() if payload is not None else (b"" if method == "POST" else None)
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)  # noqa: S310
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310 - http://127.0.0.1 only
+            result: dict[str, Any] = json.loads(resp.read())
         return result
+
+    def stats(self) -> dict[str, Any]:
+        """``{"token_requests": N, "requests": [...]}`` since the last :meth:`reset`."""
+        return self._call("GET", "/stats")
 
     def token_requests(self) -> int:
         return int(self.stats()["token_requests"])
 
     def reset(self) -> None:
         """Clear the request counters."""
-        httpx.post(f"{self.url}/stats/reset", timeout=5).raise_for_status()
+        self._call("POST", "/stats/reset")
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Change runtime knobs (see module doc); returns the whole new config."""
-        r = httpx.post(f"{self.url}/config", json=changes, timeout=5)
-        r.raise_for_status()
-        result: dict[str, Any] = r.json()
-        return result
+        try:
+            return self._call("POST", "/config", changes)
+        except urllib.error.HTTPError as exc:
+            raise ValueError(exc.read().decode(errors="replace")) from exc
 
     def reset_config(self) -> None:
-        httpx.post(f"{self.url}/config/reset", timeout=5).raise_for_status()
+        """Back to the config the server started with."""
+        self._call("POST", "/config/reset")
 
-    def public_key(self) -> PublicKeyTypes:
-        return x509.load_pem_x509_certificate(self.cert_path.read_bytes()).public_key()
+    def public_key(self) -> rsa.RSAPublicKey:
+        key = x509.load_pem_x509_certificate(self.cert_path.read_bytes()).public_key()
+        assert isinstance(key, rsa.RSAPublicKey)
+        return key
 
     def decode(self, token: str) -> dict[str, Any]:
         """Verify a token the way the registry does (signature, audience, issuer) and return claims."""
-        key = self.public_key()
         claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=["RS256"], audience=self.service, issuer=self.issuer  # type: ignore[arg-type]
+            token, self.public_key(), algorithms=["RS256"], audience=self.service, issuer=self.issuer
         )
         return claims
 
@@ -549,7 +561,7 @@ def start_token_server(
         url = f"http://127.0.0.1:{int(port_file.read_text())}"
 
         def ready() -> bool:
-            return httpx.get(f"{url}/stats", timeout=1).status_code == 200
+            return http_status("127.0.0.1", int(port_file.read_text()), "/stats", timeout=0.3) == 200
 
         wait_until(ready, timeout=timeout, what="token server /stats", proc=proc)
         yield RunningTokenServer(
