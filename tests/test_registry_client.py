@@ -31,6 +31,12 @@ def env_for(host: str, **values: str) -> dict[str, str]:
     return {f"{env_prefix(host)}_{key}": value for key, value in values.items()}
 
 
+def registry_env(registry: RunningRegistry) -> dict[str, str]:
+    if registry.creds is None:
+        return {}
+    return env_for(registry.host, USERNAME=registry.username, PASSWORD=registry.password)
+
+
 def make_client(
     host: str,
     environ: dict[str, str] | None = None,
@@ -145,15 +151,15 @@ async def test_tag_listing_follows_every_page(
     assert len(proxy.requests_matching("GET", "/tags/list")) == requests
 
 
-async def test_delete_by_digest_removes_every_tag_on_that_digest(anon_registry, unique_repo, tmp_path):
+async def test_delete_by_digest_removes_every_tag_on_that_digest(any_registry, unique_repo, tmp_path):
     image = build_image(nonce=secrets.token_hex(4))
-    ref = ref_of(anon_registry.host, unique_repo, "a")
-    async with make_client(anon_registry.host, home=tmp_path) as client:
+    ref = ref_of(any_registry.host, unique_repo, "a")
+    async with make_client(any_registry.host, registry_env(any_registry), home=tmp_path) as client:
         digest = await push_with_client(client, ref, image)
         await client.put_manifest(ref.with_tag("b"), image.manifest, image.media_type)
         await client.delete_manifest(ref.with_digest(digest))
         assert await client.head_manifest(ref.with_tag("b")) is None
-    assert await asyncio.to_thread(skopeo_list_tags, anon_registry, unique_repo) == []
+    assert await asyncio.to_thread(skopeo_list_tags, any_registry, unique_repo) == []
 
 
 # -- blob uploads ----------------------------------------------------------------------------
@@ -163,7 +169,7 @@ async def test_cross_repository_mount_answers_201_and_falls_back_to_upload(
     token_registry, unique_repo, tmp_path
 ):
     image = build_image(nonce=secrets.token_hex(4))
-    environ = env_for(token_registry.host, USERNAME=token_registry.username, PASSWORD=token_registry.password)
+    environ = registry_env(token_registry)
     source = ref_of(token_registry.host, f"{unique_repo}/source", "v1")
     target = ref_of(token_registry.host, f"{unique_repo}/target", "v1")
     fresh = random_layer(2048)
@@ -235,7 +241,7 @@ async def test_streamed_blob_download_verifies_the_digest(anon_registry, unique_
 
 async def test_basic_auth_with_environment_credentials(basic_registry, unique_repo, tmp_path):
     image = build_image(nonce=secrets.token_hex(4))
-    environ = env_for(basic_registry.host, USERNAME=basic_registry.username, PASSWORD=basic_registry.password)
+    environ = registry_env(basic_registry)
     ref = ref_of(basic_registry.host, unique_repo, "v1")
     async with make_client(basic_registry.host, environ, home=tmp_path) as client:
         await push_with_client(client, ref, image)
@@ -269,7 +275,7 @@ async def test_missing_credentials_say_which_variables_to_set(basic_registry, un
 
 async def test_token_auth_caches_one_token_per_scope(token_registry, unique_repo, tmp_path):
     image = build_image(nonce=secrets.token_hex(4))
-    environ = env_for(token_registry.host, USERNAME=token_registry.username, PASSWORD=token_registry.password)
+    environ = registry_env(token_registry)
     ref = ref_of(token_registry.host, unique_repo, "v1")
     token_server = token_registry.token_server
     async with make_client(token_registry.host, environ, home=tmp_path) as client:
@@ -312,23 +318,33 @@ async def test_token_realm_refusing_the_password_is_reported_with_the_source(
     assert wrong not in str(info.value)
 
 
-async def test_token_variable_refused_by_the_realm_is_presented_as_the_bearer(
-    token_registry, unique_repo, tmp_path
-):
+@pytest.fixture
+def token_image(token_registry, unique_repo):
+    """An image at ``unique_repo:v1`` in the token-auth registry."""
     image = build_image(nonce=secrets.token_hex(4))
-    await asyncio.to_thread(push_image, token_registry, f"{unique_repo}:v1", image, token_registry.creds)
-    server = token_registry.token_server
+    push_image(token_registry, f"{unique_repo}:v1", image, token_registry.creds)
+    return image
+
+
+async def pull_token(registry: RunningRegistry, repo: str) -> str:
+    """A registry JWT granting pull on ``repo``, fetched the way docker login would."""
+    server = registry.token_server
     async with httpx.AsyncClient() as http:
         response = await http.get(
             server.realm,
-            params={"service": server.service, "scope": f"repository:{unique_repo}:pull"},
-            auth=token_registry.creds,
+            params={"service": server.service, "scope": f"repository:{repo}:pull"},
+            auth=registry.creds,
         )
-    registry_jwt = response.json()["token"]
-    environ = env_for(token_registry.host, TOKEN=registry_jwt)
+    return response.json()["token"]
+
+
+async def test_token_variable_refused_by_the_realm_is_presented_as_the_bearer(
+    token_registry, token_image, unique_repo, tmp_path
+):
+    environ = env_for(token_registry.host, TOKEN=await pull_token(token_registry, unique_repo))
     async with make_client(token_registry.host, environ, home=tmp_path) as client:
         manifest = await client.get_manifest(ref_of(token_registry.host, unique_repo, "v1"))
-    assert manifest.raw == image.manifest
+    assert manifest.raw == token_image.manifest
 
 
 # -- credential sources against a real registry ----------------------------------------------
@@ -443,9 +459,9 @@ async def test_credential_precedence_env_then_job_token_then_docker_config(
         assert expected_source in client.auth.known_credential(basic_registry.host).source
 
 
-async def test_docker_identity_token_is_exchanged_at_the_realm(token_registry, unique_repo, tmp_path):
-    image = build_image(nonce=secrets.token_hex(4))
-    await asyncio.to_thread(push_image, token_registry, f"{unique_repo}:v1", image, token_registry.creds)
+async def test_docker_identity_token_is_exchanged_at_the_realm(
+    token_registry, token_image, unique_repo, tmp_path
+):
     server = token_registry.token_server
     user, password = token_registry.creds
     async with httpx.AsyncClient() as http:
@@ -467,28 +483,23 @@ async def test_docker_identity_token_is_exchanged_at_the_realm(token_registry, u
     server.reset()
     async with make_client(token_registry.host, environ, home=tmp_path) as client:
         manifest = await client.get_manifest(ref_of(token_registry.host, unique_repo, "v1"))
-    assert manifest.digest == image.digest
+    assert manifest.digest == token_image.digest
     grants = [r.get("grant_type") for r in server.stats()["requests"]]
     assert grants == ["refresh_token"]
 
 
-async def test_docker_registry_token_is_presented_directly(token_registry, unique_repo, tmp_path):
-    image = build_image(nonce=secrets.token_hex(4))
-    await asyncio.to_thread(push_image, token_registry, f"{unique_repo}:v1", image, token_registry.creds)
+async def test_docker_registry_token_is_presented_directly(
+    token_registry, token_image, unique_repo, tmp_path
+):
     server = token_registry.token_server
-    async with httpx.AsyncClient() as http:
-        response = await http.get(
-            server.realm,
-            params={"service": server.service, "scope": f"repository:{unique_repo}:pull"},
-            auth=token_registry.creds,
-        )
+    registry_token = await pull_token(token_registry, unique_repo)
     environ = write_docker_config(
-        tmp_path / "docker", {"auths": {token_registry.host: {"registrytoken": response.json()["token"]}}}
+        tmp_path / "docker", {"auths": {token_registry.host: {"registrytoken": registry_token}}}
     )
     server.reset()
     async with make_client(token_registry.host, environ, home=tmp_path) as client:
         manifest = await client.get_manifest(ref_of(token_registry.host, unique_repo, "v1"))
-    assert manifest.digest == image.digest
+    assert manifest.digest == token_image.digest
     assert server.token_requests() == 0
 
 

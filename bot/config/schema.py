@@ -38,7 +38,15 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bot.errors import InvalidReference
-from bot.oci.reference import ImageReference, normalize_host, parse_reference, parse_repository, validate_tag
+from bot.oci.reference import (
+    ImageReference,
+    is_host,
+    looks_like_registry_host,
+    normalize_host,
+    parse_reference,
+    parse_repository,
+    validate_tag,
+)
 
 # --- vocabularies ------------------------------------------------------------------------------
 Provider: TypeAlias = Literal["gitlab", "gitea", "s3", "local"]
@@ -117,10 +125,6 @@ GO_TEMPLATE_FIELDS = {
 
 # --- patterns and messages ------------------------------------------------------------------
 CHECK_ERROR = "imglife"  # pydantic error type of every message this module writes itself
-_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST_PORT_RE = re.compile(
-    rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])(?::[0-9]{{1,5}})?$"
-)
 _PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 _DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -254,7 +258,7 @@ def _tag(value: str) -> str:
 def _host_port(value: str) -> str:
     if "://" in value:
         raise invalid(f"expected host[:port], without a scheme (got {value!r})")
-    if not _HOST_PORT_RE.match(value):
+    if not is_host(value):
         raise invalid(f"expected a registry host[:port] such as registry.local:5000 (got {value!r})")
     return value
 
@@ -265,7 +269,7 @@ def _registry_path(value: str) -> str:
     host, _, path = value.partition("/")
     if "://" in value:
         raise invalid(f"expected host/path without a URL scheme (got {value!r})")
-    if not _HOST_PORT_RE.match(host) or not ("." in host or ":" in host or host == "localhost"):
+    if not is_host(host) or not looks_like_registry_host(host):
         raise invalid(
             f"expected a registry host followed by an optional path, such as registry.example.com/bases "
             f"(got {value!r}: {host!r} is not a registry host)"

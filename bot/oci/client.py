@@ -28,7 +28,7 @@ from bot import __version__
 from bot.credentials import Access, CredentialScope
 from bot.errors import AuthError, NotFoundError, RegistryError, RegistryUnavailable
 from bot.oci.auth import CredentialSource, RegistryAuth
-from bot.oci.reference import ImageReference
+from bot.oci.reference import ImageReference, registry_api_host
 from bot.oci.sansio import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
@@ -191,11 +191,9 @@ class RegistryClient:
         await self._http.aclose()
 
     def base_url(self, registry: str) -> str:
-        ref_host = ImageReference(registry=registry, repository="x").api_host
-        scheme = (
-            "http" if registry.lower() in self._insecure or ref_host.lower() in self._insecure else "https"
-        )
-        return f"{scheme}://{ref_host}"
+        api_host = registry_api_host(registry)
+        insecure = registry.lower() in self._insecure or api_host.lower() in self._insecure
+        return f"{'http' if insecure else 'https'}://{api_host}"
 
     # -- manifests -------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ class ImageReference:
     @property
     def api_host(self) -> str:
         """The host[:port] the registry API is served on."""
-        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+        return registry_api_host(self.registry)
 
     @property
     def reference(self) -> str:
@@ -70,10 +70,25 @@ class ImageReference:
         return text
 
 
+def registry_api_host(registry: str) -> str:
+    """The host[:port] serving a registry's API (Docker Hub's differs from its name)."""
+    return DOCKER_HUB_API_HOST if registry == DOCKER_HUB else registry
+
+
 def normalize_host(host: str) -> str:
     """Lower-case a registry host and fold Docker Hub's aliases into ``docker.io``."""
     host = host.lower()
     return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
+
+
+def is_host(text: str) -> bool:
+    """True for ``host[:port]`` as the reference grammar allows it (DNS name, IPv4, ``[IPv6]``)."""
+    return bool(_HOST_RE.match(text))
+
+
+def looks_like_registry_host(component: str) -> bool:
+    """Whether the first path component of a reference names a registry (distribution's rule)."""
+    return "." in component or ":" in component or component == "localhost" or component.lower() != component
 
 
 def validate_tag(tag: str) -> str:
@@ -124,8 +139,8 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
         validate_tag(tag)
 
     first, sep, rest = text.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
-        if not _HOST_RE.match(first):
+    if sep and looks_like_registry_host(first):
+        if not is_host(first):
             raise InvalidReference(f"invalid image reference {original!r}: bad registry host {first!r}")
         registry, path = normalize_host(first), rest
     else:
