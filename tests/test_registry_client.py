@@ -295,6 +295,22 @@ async def test_token_auth_caches_one_token_per_scope(token_registry, unique_repo
     assert client.auth.token_requests == 2
 
 
+async def test_tokens_are_renewed_once_expired(token_registry, token_image, unique_repo, tmp_path):
+    server = token_registry.token_server
+    server.configure(expires_in=1)
+    try:
+        ref = ref_of(token_registry.host, unique_repo, "v1")
+        async with make_client(token_registry.host, registry_env(token_registry), home=tmp_path) as client:
+            await client.get_manifest(ref)
+            await client.get_manifest(ref)
+            cached = client.auth.token_requests
+            await asyncio.sleep(1.0)
+            await client.get_manifest(ref)
+    finally:
+        server.reset_config()
+    assert (cached, client.auth.token_requests) == (1, 2)
+
+
 async def test_anonymous_token_cannot_push_and_the_error_says_what_to_set(
     token_registry, unique_repo, tmp_path
 ):

@@ -1,0 +1,1 @@
+"""OCI distribution: reference grammar and protocol (pure), authentication, and the httpx client."""
