@@ -10,24 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 
 from bot import __version__
-from bot.config import Config, load_config, resolve_config_path
+from bot.commands import COMMANDS, Command, Invocation
+from bot.config import load_config
 from bot.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ConfigError, ImglifeError
 from bot.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
-from bot.wiring import registry_client
-from handlers.inspect import describe_image
 
 PROG = "imglife"
 DESCRIPTION = (
@@ -37,38 +33,6 @@ EPILOG = "Exit codes: 0 success, 1 the work failed, 2 bad usage or invalid confi
 INTERNAL_ERROR = "{prog}: internal error: {kind}: {message} (run with --log-level debug for the traceback)"
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    """What a command runs with: parsed arguments, environment, output stream, config loader."""
-
-    args: argparse.Namespace
-    environ: Mapping[str, str]
-    cwd: Path
-    stdout: TextIO
-
-    def config_path(self) -> Path:
-        return resolve_config_path(self.args.config, self.environ, self.cwd)
-
-    def config(self) -> Config:
-        return load_config(self.config_path())
-
-    def optional_config(self) -> Config | None:
-        """The config when one is named or present; commands that work without one use this."""
-        path = self.config_path()
-        explicit = self.args.config is not None or bool(self.environ.get("IMGLIFE_CONFIG", "").strip())
-        if not explicit and not path.exists():
-            return None
-        return load_config(path)
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Invocation], Coroutine[Any, Any, int]]
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -91,62 +55,18 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
-# -- inspect ---------------------------------------------------------------------------------
-
-
-def _inspect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "reference", metavar="IMAGE", help="image reference, e.g. registry.example.com/apps/api:1.2.0"
-    )
-    parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="output format (default: text)"
-    )
-    parser.add_argument(
-        "--raw", action="store_true", help="print the manifest exactly as the registry serves it"
-    )
-
-
-async def _inspect(invocation: Invocation) -> int:
-    args = invocation.args
-    ref = parse_reference(args.reference)
-    config = invocation.optional_config()
-    async with registry_client(config, invocation.environ, "inspect") as registry:
-        if args.raw:
-            manifest = await registry.get_manifest(ref)
-            invocation.stdout.write(manifest.raw.decode("utf-8", errors="replace") + "\n")
-            return EXIT_OK
-        description = await describe_image(registry, ref)
-    out = invocation.stdout
-    if args.output == "json":
-        json.dump(description.as_json(), out, indent=2)
-        out.write("\n")
-        return EXIT_OK
-    base = description.base_name or "(not recorded in the image)"
-    if description.base_source:
-        base += f"  [{description.base_source}]"
-    rows = [
-        ("Image", description.reference),
-        ("Digest", description.digest),
-        ("Media type", description.media_type),
-        ("Platforms", " ".join(description.platforms) or "-"),
-        ("Created", description.created or "-"),
-        ("Base", base),
-    ]
-    rows += [(f"Label {k}", v) for k, v in sorted(description.labels.items())]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        out.write(f"{key:<{width}}  {value}\n")
-    return EXIT_OK
-
-
-COMMANDS: tuple[Command, ...] = (
-    Command(
-        name="inspect",
-        help="describe an image: digest, platforms, labels and its base image (checks registry access)",
-        add_arguments=_inspect_arguments,
-        run=_inspect,
-    ),
-)
+def _add_commands(parser: argparse.ArgumentParser, commands: tuple[Command, ...], path: str = "") -> None:
+    sub = parser.add_subparsers(metavar="COMMAND", title="commands")
+    for command in commands:
+        full_name = f"{path} {command.name}".strip()
+        child = sub.add_parser(command.name, help=command.help, description=command.help, epilog=EPILOG)
+        _add_global_options(child, suppress=True)
+        command.add_arguments(child)
+        if command.children:
+            _add_commands(child, command.children, full_name)
+            child.set_defaults(_group=child)
+        else:
+            child.set_defaults(_command=command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,11 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="validate the configuration and exit (0 valid, 1 invalid)"
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for command in COMMANDS:
-        sub = commands.add_parser(command.name, help=command.help, description=command.help, epilog=EPILOG)
-        _add_global_options(sub, suppress=True)
-        command.add_arguments(sub)
+    _add_commands(parser, COMMANDS)
+    parser.set_defaults(_group=parser)
     return parser
 
 
@@ -199,13 +116,13 @@ def main(
         err.write(f"{PROG}: error: IMGLIFE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}\n")
         return EXIT_USAGE
     configure_logging(fmt=log_format, level=args.log_level or "info", stream=err)
-    invocation = Invocation(args=args, environ=env, cwd=Path.cwd(), stdout=out)
+    invocation = Invocation(args=args, environ=env, cwd=Path.cwd(), stdout=out, stderr=err)
     try:
         if args.check:
             return _check_config(invocation)
-        command = next((c for c in COMMANDS if c.name == args.command), None)
-        if command is None:
-            parser.print_help(out)
+        command: Command | None = getattr(args, "_command", None)
+        if command is None or command.run is None:
+            args._group.print_help(out)
             return EXIT_USAGE
         return asyncio.run(command.run(invocation))
     except ImglifeError as exc:

@@ -67,3 +67,11 @@ class AuthError(RegistryError):
 
 class RegistryUnavailable(RegistryError):
     """The registry could not be reached, or kept failing after retries."""
+
+
+class RecordStoreError(ImglifeError):
+    """The record store (package registry, S3, directory) refused, failed or could not be reached."""
+
+
+class RecordFormatError(RecordStoreError):
+    """A stored build record is not valid JSON of the expected shape."""

@@ -131,3 +131,26 @@ def repo_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def unique_repo(repo_name: Callable[[str], str]) -> str:
     """A repository name no other test uses: ``test/<test-name-slug>-<hex>``."""
     return repo_name("")
+
+
+# --------------------------------------------------------------------------- S3 (SeaweedFS)
+# Self-contained section (tests/helpers/s3.py): a real S3 server, ``weed mini`` on loopback.
+#   ``s3_server`` (session): one SeaweedFS for the whole run, credentials enforced.
+#   ``s3_bucket`` (function): a fresh, empty, uniquely named bucket in it.
+
+from collections.abc import Iterator as _S3Iterator  # noqa: E402
+
+from tests.helpers.s3 import RunningS3, start_seaweedfs, unique_bucket_name  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> _S3Iterator[RunningS3]:
+    """One SeaweedFS S3 server for the run: ``s3_server.client()``, ``.session()``, ``.env()``."""
+    with start_seaweedfs() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: RunningS3, request: pytest.FixtureRequest) -> str:
+    """A new empty bucket ``t-<test-name-slug>-<hex>`` (left in place; the server is throwaway)."""
+    return s3_server.create_bucket(unique_bucket_name(request.node.name))

@@ -1,0 +1,192 @@
+"""Build records in an S3 bucket (AWS, or any S3-compatible server: Garage, MinIO, SeaweedFS, R2).
+
+Key layout: ``[prefix/]records/<registry>/<repository>/<tag>.json``. A PUT replaces an object
+atomically, so a replace never leaves the key empty and concurrent writers end with one object.
+Path-style addressing always (S3-compatible servers rarely do virtual hosts); one client per
+store, with a connection pool as large as the read concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aioboto3
+from botocore.config import Config as BotocoreConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from bot.credentials import PackageRegistryCredential
+from bot.errors import RecordFormatError, RecordStoreError
+from bot.oci.reference import ImageReference
+from bot.records import DEFAULT_CONCURRENCY, RecordScan
+from bot.records.codec import BuildRecord, decode_record, record_key
+from bot.records.layout import object_key, records_prefix, reference_of_key
+
+CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+REFUSED_CODES = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken", "ExpiredToken"}
+)
+NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+LIST_PAGE_SIZE = 1000
+
+
+class S3RecordStore:
+    def __init__(
+        self,
+        bucket: str,
+        credential: PackageRegistryCredential,
+        *,
+        endpoint: str | None = None,
+        region: str = "us-east-1",
+        prefix: str | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        page_size: int = LIST_PAGE_SIZE,
+    ) -> None:
+        self._bucket = bucket
+        self._page_size = page_size
+        self._endpoint = endpoint
+        self._prefix = prefix
+        self._session = aioboto3.Session(
+            aws_access_key_id=credential.access_key_id,
+            aws_secret_access_key=credential.secret_access_key,
+            aws_session_token=credential.session_token,
+            region_name=region,
+        )
+        self._config = BotocoreConfig(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=concurrency,
+        )
+        self._slots = asyncio.Semaphore(concurrency)
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+        self._opening = asyncio.Lock()
+
+    @property
+    def description(self) -> str:
+        where = f" at {self._endpoint}" if self._endpoint else ""
+        return f"S3 bucket {self._bucket}{where}"
+
+    async def _s3(self) -> Any:
+        async with self._opening:
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(
+                    self._session.client("s3", endpoint_url=self._endpoint, config=self._config)
+                )
+        return self._client
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+        self._client = None
+
+    async def put(self, record: BuildRecord) -> None:
+        key = object_key(self._prefix, record_key(record.image))
+        s3 = await self._s3()
+        await self._call(
+            "write",
+            key,
+            s3.put_object(Bucket=self._bucket, Key=key, Body=record.encode(), ContentType="application/json"),
+        )
+
+    async def get(self, image: ImageReference) -> BuildRecord | None:
+        key = object_key(self._prefix, record_key(image))
+        data = await self._read(key)
+        return None if data is None else self._decode(data, key)
+
+    async def delete(self, image: ImageReference) -> bool:
+        key = object_key(self._prefix, record_key(image))
+        s3 = await self._s3()
+        try:
+            await s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND_CODES:
+                return False
+            raise self._error("look up", key, exc) from exc
+        await self._call("delete", key, s3.delete_object(Bucket=self._bucket, Key=key))
+        return True
+
+    async def scan(self) -> RecordScan:
+        s3 = await self._s3()
+        scan = RecordScan()
+        head = records_prefix(self._prefix)
+
+        async def read(key: str) -> None:
+            async with self._slots:
+                try:
+                    data = await self._read(key)
+                    if data is not None:
+                        scan.records.append(self._decode(data, key))
+                except RecordFormatError as exc:
+                    scan.problems.append(str(exc))
+
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            pages = paginator.paginate(
+                Bucket=self._bucket, Prefix=head, PaginationConfig={"PageSize": self._page_size}
+            )
+            async for page in pages:
+                for item in page.get("Contents") or []:
+                    key = item.get("Key", "")
+                    if reference_of_key(self._prefix, key) is not None:
+                        tasks.append(asyncio.create_task(read(key)))
+            await asyncio.gather(*tasks)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list", head, exc) from exc
+        finally:
+            for task in tasks:
+                task.cancel()
+        return scan
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _read(self, key: str) -> bytes | None:
+        s3 = await self._s3()
+        try:
+            response = await s3.get_object(Bucket=self._bucket, Key=key)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND_CODES:
+                return None
+            raise self._error("read", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("read", key, exc) from exc
+        return data
+
+    def _decode(self, data: bytes, key: str) -> BuildRecord:
+        where = f"{self.description}: {key}"
+        record = decode_record(data, where=where)
+        if object_key(self._prefix, record_key(record.image)) != key:
+            raise RecordFormatError(f"{where}: holds the record of {record.image}, not of its key")
+        return record
+
+    async def _call(self, what: str, key: str, operation: Any) -> Any:
+        try:
+            return await operation
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(what, key, exc) from exc
+
+    def _error(self, what: str, key: str, exc: Exception) -> RecordStoreError:
+        if isinstance(exc, EndpointConnectionError):
+            return RecordStoreError(f"cannot reach {self.description}: {exc}")
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code in REFUSED_CODES:
+                return RecordStoreError(
+                    f"{self.description} refused {CREDENTIAL_VARIABLES} ({code}) while trying to {what} {key}"
+                )
+            if code == "NoSuchBucket":
+                return RecordStoreError(f"{self.description}: the bucket does not exist")
+            return RecordStoreError(f"{self.description}: cannot {what} {key}: {code}")
+        return RecordStoreError(f"{self.description}: cannot {what} {key}: {exc}")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
