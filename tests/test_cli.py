@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -41,9 +42,9 @@ def local_config(tmp_path: Path, *insecure: str) -> Path:
 def test_help_lists_only_commands_that_work():
     code, out, _ = run(["--help"])
     assert code == 0
-    assert "inspect" in out
-    for absent in ("serve", "sync", "cleanup", "register", "status", "eol", "app"):
-        assert f"\n    {absent} " not in out
+    commands_section = out.split("COMMAND\n", 1)[1]
+    listed = [line.split()[0] for line in commands_section.splitlines() if re.match(r"^ {4}\w", line)]
+    assert listed == ["register", "app", "inspect"]
     assert "--check" in out
     assert "--log-format" in out
 
