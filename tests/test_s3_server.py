@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import tests.helpers.s3 as s3_helpers
-from tests.helpers.procs import ProcessStartError
+from tests.helpers.procs import OWNER_FILE, ProcessStartError, scratch_dir
 from tests.helpers.s3 import RunningS3, S3Ports, start_seaweedfs, unique_bucket_name
 
 
@@ -317,3 +319,24 @@ def test_start_retries_when_a_port_was_taken(monkeypatch: pytest.MonkeyPatch) ->
             assert len(calls) == 2
             assert s3.ports == calls[1]
             assert "not available" not in s3.log_tail(200)  # the log holds this attempt only
+
+
+def test_sockets_of_a_killed_run_are_swept() -> None:
+    """Without a mount namespace the /tmp gRPC sockets are listed in the scratch dir; a later start
+    removes those of a test process that died before its teardown."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = scratch_dir(s3_helpers.SCRATCH_PREFIX)
+    holder = scratch_dir("imglife-s3test-sockets-")
+    try:
+        sock_path = holder / "seaweedfs-master-grpc-1.sock"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(sock_path))
+        (stale / OWNER_FILE).write_text(str(dead.pid))
+        (stale / "tmp-sockets.txt").write_text(f"{sock_path}\n")
+        s3_helpers._sweep_stale_tmp_sockets()
+        assert not sock_path.exists()
+        assert not stale.exists()
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)

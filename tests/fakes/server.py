@@ -41,11 +41,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import unquote
+from typing import Any, Generic, Self, TypeVar
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 __all__ = [
     "Call",
@@ -53,13 +53,18 @@ __all__ = [
     "FaultRule",
     "HTTPFault",
     "Handler",
+    "Page",
     "RecordedRequest",
     "Route",
     "Router",
     "basic_credentials",
     "bearer_token",
     "json_body",
+    "page_url",
+    "paginate",
 ]
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds to wait for the server thread to bind its port
@@ -110,6 +115,45 @@ def basic_credentials(value: str | None) -> tuple[str, str] | None:
 
 
 @dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of an offset-paginated listing (1-based ``page``)."""
+
+    items: list[T]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def total_pages(self) -> int:
+        return -(-self.total // self.per_page)  # ceil; 0 for an empty listing
+
+    @property
+    def next_page(self) -> int | None:
+        return self.page + 1 if self.page < self.total_pages else None
+
+    @property
+    def prev_page(self) -> int | None:
+        # Past the end, "prev" still points one back, as both forges' paginators do.
+        return self.page - 1 if self.page > 1 else None
+
+
+def paginate(items: list[T], page: int, per_page: int) -> Page[T]:
+    """Slice ``items`` for ``page`` (>= 1) of ``per_page`` (>= 1) items."""
+    start = (page - 1) * per_page
+    return Page(items[start : start + per_page], page, per_page, len(items))
+
+
+def page_url(base_url: str, raw_path: str, query: Mapping[str, str], **overrides: int | str) -> str:
+    """The same listing URL with some query parameters replaced.
+
+    Keys come out sorted, as Rails' ``Hash#to_query`` (GitLab) and Go's ``url.Values.Encode``
+    (Gitea) both sort them; clients must not care, but links then compare equal to the real ones.
+    """
+    params = {**query, **{k: str(v) for k, v in overrides.items()}}
+    return f"{base_url}{raw_path}?{urlencode(sorted(params.items()))}"
+
+
+@dataclass(frozen=True)
 class RecordedRequest:
     """One request as the fake saw it. ``path`` is raw (percent-encoded); header names lower-case."""
 
@@ -143,7 +187,7 @@ class FaultRule:
         return self.pattern.search(path) is not None
 
 
-class HTTPFault(Exception):  # noqa: N818 - it is an answer, not a failure of the fake
+class HTTPFault(Exception):
     """Raised by handlers to answer with an error; the router turns it into the response."""
 
     def __init__(
@@ -177,7 +221,7 @@ class Call:
     body: bytes
 
     @property
-    def query(self) -> MultiDictProxy[str]:
+    def query(self) -> MultiMapping[str]:
         return self.request.query
 
     @property
@@ -232,7 +276,7 @@ class Router:
     def delete(self, template: str, handler: Handler) -> None:
         self.add("DELETE", template, handler)
 
-    def resolve(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None | bool:
+    def resolve(self, method: str, raw_path: str) -> tuple[Route, dict[str, str]] | bool | None:
         """The route and decoded params; ``False`` when the path exists for another method."""
         path_known = False
         for route in self.routes:
@@ -463,9 +507,7 @@ class FakeServer:
         if delay:
             await asyncio.sleep(delay)
         self._record(request, raw_path, len(body), response.status, faulted)
-        if request.method == "HEAD" and isinstance(response, web.Response):
-            response.body = b""
-        return response
+        return response  # aiohttp itself drops the body of a HEAD answer
 
     async def _route(self, request: web.Request, raw_path: str, body: bytes) -> web.StreamResponse:
         resolved = self._router.resolve(request.method, raw_path)

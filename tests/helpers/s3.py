@@ -16,6 +16,8 @@ takes seconds) and removes its scratch directory.
   ``/tmp/seaweedfs-<svc>-grpc-<port>.sock``; when possible (root or CAP_SYS_ADMIN) it runs in a
   private mount namespace whose ``/tmp`` is ``<scratch>/tmp``, so they land in the scratch dir.
   Otherwise they are removed by path after the process is gone.
+* Ready means: an authenticated create-bucket/put/delete round trip worked (a bare 403 on ``/``
+  comes earlier) and every chosen port accepts connections (the admin ports open last).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import aioboto3
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from .procs import OWNER_FILE, ManagedProcess, ProcessStartError, port_in_use_error, scratch_dir, wait_until
 
@@ -59,7 +62,6 @@ STOP_GRACE = 0.5  # seconds between SIGTERM and SIGKILL (a graceful exit takes 4
 SCRATCH_PREFIX = "imglife-s3-"
 GRPC_OFFSET = 10000  # weed's worker dials the admin gRPC port as admin HTTP port + 10000
 _TMP_SOCKETS_FILE = "tmp-sockets.txt"  # fallback mode: /tmp sockets to remove after a crash
-_GRPC_SOCKET_SERVICES = ("master", "volume", "filer", "s3", "admin")
 
 
 def weed_binary() -> str:
@@ -111,6 +113,7 @@ class S3Ports:
         }
 
     def grpc(self) -> dict[str, int]:
+        """gRPC port by service (weed also serves each on /tmp/seaweedfs-<svc>-grpc-<port>.sock)."""
         return {
             "master": self.master_grpc,
             "volume": self.volume_grpc,
@@ -133,7 +136,7 @@ class RunningS3:
     ports: S3Ports
     argv: tuple[str, ...]  # the weed command line (without the unshare wrapper)
     isolated_tmp: bool  # gRPC sockets went to data_dir/tmp via a private mount namespace
-    startup_seconds: float  # process start until an authenticated S3 round trip worked
+    startup_seconds: float  # process start until ready (S3 round trip worked, all ports listen)
     _proc: ManagedProcess = field(repr=False, compare=False)
     _sync: Any = field(repr=False, compare=False)  # botocore S3 client (thread-safe)
 
@@ -397,14 +400,32 @@ def _make_sync_client(endpoint: str, access_key: str, secret_key: str) -> Any:
     )
 
 
-def _round_trip(client: Any) -> bool:
+def _round_trip(client: Any, bucket: str) -> bool:
     """Authenticated bucket + object round trip: the server is usable, not merely listening."""
-    bucket = f"readiness-{secrets.token_hex(4)}"
-    client.create_bucket(Bucket=bucket)
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as exc:  # an earlier probe created it, then failed later on
+        if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+            raise
     client.put_object(Bucket=bucket, Key="probe", Body=b"ok")
     client.delete_object(Bucket=bucket, Key="probe")
     client.delete_bucket(Bucket=bucket)
     return True
+
+
+def _all_listening(ports: S3Ports) -> bool:
+    """Every port accepts connections: weed binds the admin ports only after S3 is ready."""
+    for port in sorted(ports.listening()):
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            pass
+    return True
+
+
+def _ready(client: Any, ports: S3Ports, probe_bucket: str, state: dict[str, bool]) -> bool:
+    """S3 works for our identity, then every port of the process listens (the admin ones last)."""
+    if not state.get("s3"):
+        state["s3"] = _round_trip(client, probe_bucket)
+    return _all_listening(ports)
 
 
 def _explicit_port_taken(proc: ManagedProcess) -> bool:
@@ -453,7 +474,8 @@ def start_seaweedfs(
             (directory / "weed.log").unlink(missing_ok=True)  # errors of this attempt only
             sockets = _tmp_socket_paths(ports)
             if not isolated:
-                (directory / _TMP_SOCKETS_FILE).write_text("\n".join(map(str, sockets)) + "\n")
+                with open(directory / _TMP_SOCKETS_FILE, "a") as listed:  # every attempt's
+                    listed.write("".join(f"{p}\n" for p in sockets))
                 stack.callback(_remove_sockets, sockets)  # runs after proc.stop (LIFO)
             full_argv = [*_unshare_prefix(private_tmp), *argv] if isolated else argv
             started = time.monotonic()
@@ -464,7 +486,7 @@ def start_seaweedfs(
             stack.callback(client.close)
             try:
                 wait_until(
-                    functools.partial(_round_trip, client),
+                    functools.partial(_ready, client, ports, f"readiness-{secrets.token_hex(4)}", {}),
                     timeout=timeout,
                     what=f"SeaweedFS S3 on {endpoint}",
                     proc=proc,

@@ -1,0 +1,864 @@
+"""An in-process fake of Gitea/Forgejo: the generic package registry and the package API v1.
+
+Behaviour follows Gitea's documentation and, where the docs are silent, its source at the 1.22
+line (``tests/fakes/README.md`` lists both with links). The points a record store trips over:
+
+* **Packages belong to an owner** (a user or an organisation), not to a repository: the same
+  name under two owners is two packages.
+* **No overwrite.** A PUT of a file that exists answers ``409 Conflict`` (plain text
+  ``package file already exists``); replacing means DELETE then PUT. Names, versions and file
+  names compare **case-insensitively** (Gitea stores and looks up ``lower_name``).
+* **Two APIs, two error styles.** The registry under ``/api/packages/`` answers plain text and
+  says ``401`` (with ``WWW-Authenticate: Basic``) even to a signed-in user lacking write
+  access; the API under ``/api/v1/`` answers ``{"message": ..., "url": ...}`` with ``401``
+  for bad credentials and ``403`` for missing permission.
+* **Lists paginate** with ``page``/``limit`` (30 by default, at most 50) and answer
+  ``X-Total-Count`` and ``Link``; the list is newest first.
+
+Typical use::
+
+    with FakeGitea(tokens={"tok": TokenInfo("bot")}) as gt:
+        gt.add_org("platform", members={"bot": "write"})
+        httpx.put(f"{gt.url}/api/packages/platform/generic/rec/1/r.json", ...)
+        assert gt.file_count("platform", "rec", "1", "r.json") == 1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiohttp import web
+
+from .server import (
+    JSON_CONTENT_TYPE,
+    OCTET_STREAM,
+    Call,
+    FakeServer,
+    HTTPFault,
+    Router,
+    basic_credentials,
+    bearer_token,
+    json_body,
+    page_url,
+    paginate,
+)
+
+__all__ = [
+    "ACCESS_ADMIN",
+    "ACCESS_NONE",
+    "ACCESS_READ",
+    "ACCESS_WRITE",
+    "Account",
+    "FakeGitea",
+    "GiteaFileView",
+    "GiteaPackageView",
+    "TokenInfo",
+]
+
+API_V1 = "/api/v1"
+REGISTRY = "/api/packages"
+FORGEJO_API = "/api/forgejo/v1"
+
+DEFAULT_VERSION = "1.22.0"
+# Forgejo 7 is built on Gitea 1.22 and reports both (semver build metadata); format unverified.
+DEFAULT_FORGEJO_VERSION = "7.0.5+gitea-1.22.0"
+# PackageFile's size was an untagged Go field (`Size`) through at least 1.24; the 1.26 swagger
+# (which gitea-async-sdk 1.26.2 is generated from) calls it `size`.
+SIZE_KEY_RENAMED_IN = (1, 26)
+
+# [api] DEFAULT_PAGING_NUM and MAX_RESPONSE_ITEMS (docs: administration/config-cheat-sheet).
+DEFAULT_PAGING_NUM = 30
+MAX_RESPONSE_ITEMS = 50
+
+# perm.AccessMode, as services/context/package.go determines it for the package owner.
+ACCESS_NONE, ACCESS_READ, ACCESS_WRITE, ACCESS_ADMIN = 0, 1, 2, 3
+ORG_PERMISSIONS = {"read": ACCESS_READ, "write": ACCESS_WRITE, "owner": ACCESS_ADMIN}
+
+# routers/api/packages/generic/generic.go (Go's \w is ASCII [0-9A-Za-z_]).
+PACKAGE_NAME_RE = re.compile(r"\A[-_+.0-9A-Za-z]+\Z")
+FILE_NAME_RE = re.compile(r"\A[-_+=:;.()\[\]{}~!@#$%^& 0-9A-Za-z]+\Z")
+
+PACKAGE_TYPE_GENERIC = "generic"
+
+# Message templates, verbatim from Gitea.
+MSG_INVALID_NAME = "invalid package name"
+MSG_INVALID_FILENAME = "invalid filename"
+MSG_INVALID_VERSION = "invalid package version"
+MSG_FILE_EXISTS = "package file already exists"  # packages_model.ErrDuplicatePackageFile
+MSG_PACKAGE_NOT_EXIST = "package does not exist"  # packages_model.ErrPackageNotExist
+MSG_FILE_NOT_EXIST = "package file does not exist"  # packages_model.ErrPackageFileNotExist
+# ctx.Error(status, title) writes the *title* through http.Error, which appends "\n".
+BODY_REQ_PACKAGE_ACCESS = b"reqPackageAccess\n"
+BODY_AUTH_FAILED = b"authGroup.Verify\n"  # Gitea >= 1.23 says "Failed to authenticate user"
+BODY_NOT_FOUND = b"Not found.\n"
+WWW_AUTHENTICATE = 'Basic realm="Gitea Package API"'
+MSG_NO_PERMISSION = "user should have specific permission or be a site admin"
+MSG_TOKEN_REQUIRED = "token is required"
+MSG_SCOPE = "token does not have at least one of required scope(s): [{scope}]"
+MSG_USER_NOT_EXIST = "user does not exist [uid: 0, name: {name}]"
+MSG_OWNER_NOT_EXIST = "user redirect does not exist [name: {name}]"
+MSG_TARGET_NOT_FOUND = "The target couldn't be found."
+PLAIN_TEXT = "text/plain; charset=utf-8"
+
+# Scopes (models/auth/access_token_scope.go): write:X implies read:X, "all" implies everything.
+SCOPE_ALL = "all"
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A personal access token of ``user`` with ``scopes`` (``{"all"}`` by default)."""
+
+    user: str
+    scopes: frozenset[str] = frozenset({SCOPE_ALL})
+
+
+@dataclass
+class Account:
+    """A user or an organisation: both own packages and share one name space."""
+
+    id: int
+    login: str
+    kind: Literal["user", "organization"]
+    created: datetime
+    full_name: str = ""
+    email: str = ""
+    admin: bool = False
+    password: str | None = None
+    visibility: Literal["public", "limited", "private"] = "public"
+    members: dict[str, Literal["read", "write", "owner"]] = field(default_factory=dict)
+
+
+@dataclass
+class GiteaFile:
+    id: int
+    name: str
+    data: bytes
+    created: datetime
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {
+            "md5": hashlib.md5(self.data, usedforsecurity=False).hexdigest(),
+            "sha1": hashlib.sha1(self.data, usedforsecurity=False).hexdigest(),
+            "sha256": hashlib.sha256(self.data).hexdigest(),
+            "sha512": hashlib.sha512(self.data).hexdigest(),
+        }
+
+
+@dataclass
+class GiteaVersion:
+    id: int  # what the API calls the package "id"
+    version: str
+    created: datetime
+    creator_id: int
+    files: list[GiteaFile] = field(default_factory=list)
+
+
+@dataclass
+class GiteaPackage:
+    id: int
+    owner_id: int
+    type: str
+    name: str
+    versions: list[GiteaVersion] = field(default_factory=list)
+
+
+@dataclass
+class GiteaState:
+    accounts: dict[str, Account] = field(default_factory=dict)  # by lower-case login
+    tokens: dict[str, TokenInfo] = field(default_factory=dict)
+    packages: list[GiteaPackage] = field(default_factory=list)
+    next_account_id: int = 1
+    next_package_id: int = 1
+    next_version_id: int = 1
+    next_file_id: int = 1
+
+
+@dataclass(frozen=True)
+class GiteaFileView:
+    id: int
+    name: str
+    size: int
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class GiteaPackageView:
+    """One package version of an owner, for assertions."""
+
+    id: int
+    type: str
+    name: str
+    version: str
+    files: tuple[GiteaFileView, ...]
+
+
+@dataclass(frozen=True)
+class Doer:
+    account: Account | None
+    token: TokenInfo | None  # None for anonymous and password logins (no scope limits)
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeGitea(FakeServer):
+    """Gitea (or Forgejo, ``flavor="forgejo"``) package registry and API v1; see module docstring."""
+
+    thread_name = "fake-gitea"
+
+    def __init__(
+        self,
+        tokens: Mapping[str, TokenInfo] | None = None,
+        *,
+        version: str | None = None,
+        flavor: Literal["gitea", "forgejo"] = "gitea",
+        package_file_size_key: Literal["Size", "size"] | None = None,
+        latency: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.state = GiteaState()
+        self.flavor = flavor
+        self.version = version or (DEFAULT_FORGEJO_VERSION if flavor == "forgejo" else DEFAULT_VERSION)
+        self.package_file_size_key = package_file_size_key or _size_key_for(self.version)
+        super().__init__(latency=latency, clock=clock)
+        for token, info in (tokens or {}).items():
+            self.add_token(token, info.user, scopes=info.scopes)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def add_user(
+        self,
+        login: str,
+        *,
+        full_name: str = "",
+        email: str | None = None,
+        admin: bool = False,
+        password: str | None = None,
+        visibility: Literal["public", "limited", "private"] = "public",
+    ) -> Account:
+        """Create (or return the existing) user."""
+        with self.lock:
+            existing = self.state.accounts.get(login.lower())
+            if existing is not None:
+                return existing
+            return self._add_account(
+                Account(
+                    id=self.state.next_account_id,
+                    login=login,
+                    kind="user",
+                    created=self.now(),
+                    full_name=full_name,
+                    email=email or f"{login.lower()}@example.com",
+                    admin=admin,
+                    password=password,
+                    visibility=visibility,
+                )
+            )
+
+    def add_org(
+        self,
+        name: str,
+        *,
+        members: Mapping[str, Literal["read", "write", "owner"]] | None = None,
+        visibility: Literal["public", "limited", "private"] = "public",
+    ) -> Account:
+        """Create an organisation; ``members`` maps logins to their package permission."""
+        with self.lock:
+            if name.lower() in self.state.accounts:
+                raise ValueError(f"name {name!r} is taken")
+            org = self._add_account(
+                Account(
+                    id=self.state.next_account_id,
+                    login=name,
+                    kind="organization",
+                    created=self.now(),
+                    full_name=name,
+                    visibility=visibility,
+                    members=dict(members or {}),
+                )
+            )
+            for login in org.members:
+                self.add_user(login)
+            return org
+
+    def set_org_member(
+        self, org: str, login: str, permission: Literal["read", "write", "owner"] | None
+    ) -> None:
+        """Give ``login`` a package permission in ``org`` (``None`` removes the membership)."""
+        with self.lock:
+            account = self._account_or_raise(org)
+            if permission is None:
+                account.members.pop(login, None)
+            else:
+                self.add_user(login)
+                account.members[login] = permission
+
+    def add_token(self, token: str, user: str, *, scopes: Iterable[str] = (SCOPE_ALL,)) -> TokenInfo:
+        """Register a personal access token for ``user`` (created if missing)."""
+        info = TokenInfo(user=user, scopes=frozenset(scopes))
+        with self.lock:
+            self.add_user(user)
+            self.state.tokens[token] = info
+        return info
+
+    # ------------------------------------------------------------------ state accessors
+
+    def packages(self, owner: str) -> list[GiteaPackageView]:
+        """Every package version of ``owner``, oldest first."""
+        with self.lock:
+            account = self._account_or_raise(owner)
+            views = [
+                GiteaPackageView(
+                    id=v.id,
+                    type=p.type,
+                    name=p.name,
+                    version=v.version,
+                    files=tuple(
+                        GiteaFileView(f.id, f.name, len(f.data), f.hashes["sha256"], f.data) for f in v.files
+                    ),
+                )
+                for p in self.state.packages
+                if p.owner_id == account.id
+                for v in p.versions
+            ]
+            return sorted(views, key=lambda view: view.id)
+
+    def file_count(self, owner: str, name: str, version: str, file_name: str) -> int:
+        """0 or 1: Gitea never holds two files of one name (case-insensitively) in a version."""
+        with self.lock:
+            found = self._find_file(
+                self._account_or_raise(owner), PACKAGE_TYPE_GENERIC, name, version, file_name
+            )
+            return 0 if found is None else 1
+
+    def file_content(self, owner: str, name: str, version: str, file_name: str) -> bytes | None:
+        with self.lock:
+            found = self._find_file(
+                self._account_or_raise(owner), PACKAGE_TYPE_GENERIC, name, version, file_name
+            )
+            return None if found is None else found[2].data
+
+    # ------------------------------------------------------------------ hooks
+
+    def route_not_found(self, method: str, path: str) -> HTTPFault:
+        if path.startswith(API_V1 + "/"):
+            return HTTPFault(
+                404, json_body({"errors": None, "message": MSG_TARGET_NOT_FOUND, "url": self._swagger_url()})
+            )
+        return HTTPFault(404, b"404 page not found\n", content_type=PLAIN_TEXT)
+
+    def default_fault_body(self, status: int) -> tuple[bytes, str]:
+        # An internal error has its message stripped for non-admins (helper.LogAndProcessError).
+        return b"", PLAIN_TEXT
+
+    # ------------------------------------------------------------------ routes
+
+    def routes(self, router: Router) -> None:
+        self._misc_routes(router)
+        self._user_routes(router)
+        self._registry_routes(router)
+        self._package_api_routes(router)
+
+    def _misc_routes(self, router: Router) -> None:
+        router.get(f"{API_V1}/version", self._get_version)
+        if self.flavor == "forgejo":
+            router.get(f"{FORGEJO_API}/version", self._get_version)
+
+    def _user_routes(self, router: Router) -> None:
+        router.get(f"{API_V1}/user", self._get_current_user)
+
+    def _registry_routes(self, router: Router) -> None:
+        base = f"{REGISTRY}/{{owner}}/generic/{{name}}/{{version}}"
+        router.delete(base, self._registry_delete_version)
+        router.get(f"{base}/{{file_name}}", self._registry_download)
+        router.put(f"{base}/{{file_name}}", self._registry_upload)
+        router.delete(f"{base}/{{file_name}}", self._registry_delete_file)
+
+    def _package_api_routes(self, router: Router) -> None:
+        base = f"{API_V1}/packages/{{owner}}"
+        router.get(base, self._api_list_packages)
+        router.get(f"{base}/", self._api_list_packages)
+        router.get(f"{base}/{{type}}/{{name}}/{{version}}", self._api_get_package)
+        router.delete(f"{base}/{{type}}/{{name}}/{{version}}", self._api_delete_package)
+        router.get(f"{base}/{{type}}/{{name}}/{{version}}/files", self._api_list_package_files)
+
+    # ------------------------------------------------------------------ handlers: misc, user
+
+    async def _get_version(self, call: Call) -> web.Response:
+        return _json({"version": self.version})
+
+    async def _get_current_user(self, call: Call) -> web.Response:
+        with self.lock:
+            doer = self._api_auth(call)
+            self._api_require_scope(doer, "user", call.method)
+            if doer.account is None:
+                raise self._api_error(401, MSG_TOKEN_REQUIRED)
+            return _json(self._user_json(doer.account, doer.account))
+
+    # ------------------------------------------------------------------ handlers: registry
+
+    async def _registry_upload(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, owner = self._registry_context(call, ACCESS_WRITE)
+            name, version, file_name = call.params["name"], call.params["version"], call.params["file_name"]
+            if not _valid_package_name(name):
+                raise _plain(400, MSG_INVALID_NAME)
+            if not _valid_file_name(file_name):
+                raise _plain(400, MSG_INVALID_FILENAME)
+            if version != version.strip():
+                raise _plain(400, MSG_INVALID_VERSION)
+            now = self.now().replace(microsecond=0)  # created_unix has second resolution
+            package = self._find_package(owner, PACKAGE_TYPE_GENERIC, name)
+            if package is None:
+                package = GiteaPackage(self._next("package"), owner.id, PACKAGE_TYPE_GENERIC, name)
+                self.state.packages.append(package)
+            pv = _find_version(package, version)
+            if pv is not None and _find_in_version(pv, file_name) is not None:
+                raise _plain(409, MSG_FILE_EXISTS)
+            if pv is None:
+                assert doer.account is not None
+                pv = GiteaVersion(self._next("version"), version, now, doer.account.id)
+                package.versions.append(pv)
+            pv.files.append(GiteaFile(self._next("file"), file_name, call.body, now))
+            return web.Response(status=201)
+
+    async def _registry_download(self, call: Call) -> web.Response:
+        with self.lock:
+            _, owner = self._registry_context(call, ACCESS_READ)
+            found = self._find_file(
+                owner,
+                PACKAGE_TYPE_GENERIC,
+                call.params["name"],
+                call.params["version"],
+                call.params["file_name"],
+            )
+            if found is None:
+                package = self._find_package(owner, PACKAGE_TYPE_GENERIC, call.params["name"])
+                exists = package is not None and _find_version(package, call.params["version"]) is not None
+                raise _plain(404, MSG_FILE_NOT_EXIST if exists else MSG_PACKAGE_NOT_EXIST)
+            gf = found[2]
+            return web.Response(
+                body=gf.data,
+                headers={
+                    "Content-Type": OCTET_STREAM,
+                    "Content-Disposition": f'attachment; filename="{gf.name}"',
+                    "Last-Modified": gf.created.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+                },
+            )
+
+    async def _registry_delete_file(self, call: Call) -> web.Response:
+        with self.lock:
+            _, owner = self._registry_context(call, ACCESS_WRITE)
+            found = self._find_file(
+                owner,
+                PACKAGE_TYPE_GENERIC,
+                call.params["name"],
+                call.params["version"],
+                call.params["file_name"],
+            )
+            if found is None:
+                package = self._find_package(owner, PACKAGE_TYPE_GENERIC, call.params["name"])
+                exists = package is not None and _find_version(package, call.params["version"]) is not None
+                raise _plain(404, MSG_FILE_NOT_EXIST if exists else MSG_PACKAGE_NOT_EXIST)
+            package, pv, gf = found
+            # generic.DeletePackageFile: the last file takes its version with it.
+            if len(pv.files) == 1:
+                package.versions.remove(pv)
+            else:
+                pv.files.remove(gf)
+            self._drop_empty_packages()
+            return web.Response(status=204)
+
+    async def _registry_delete_version(self, call: Call) -> web.Response:
+        with self.lock:
+            _, owner = self._registry_context(call, ACCESS_WRITE)
+            package = self._find_package(owner, PACKAGE_TYPE_GENERIC, call.params["name"])
+            pv = None if package is None else _find_version(package, call.params["version"])
+            if package is None or pv is None:
+                raise _plain(404, MSG_PACKAGE_NOT_EXIST)
+            package.versions.remove(pv)
+            self._drop_empty_packages()
+            return web.Response(status=204)
+
+    def _registry_context(self, call: Call, needed: int) -> tuple[Doer, Account]:
+        """Authenticate, find the owner and check reqPackageAccess, as the registry does."""
+        doer = self._registry_auth(call)
+        owner = self.state.accounts.get(call.params["owner"].lower())
+        if owner is None:
+            raise HTTPFault(404, BODY_NOT_FOUND, content_type=PLAIN_TEXT)
+        # The /generic group requires read, the mutating routes write; a token must also carry
+        # the matching package scope. Both failures are 401 + Basic challenge, even when signed in.
+        for mode in (ACCESS_READ, ACCESS_WRITE) if needed == ACCESS_WRITE else (ACCESS_READ,):
+            scope = "write:package" if mode == ACCESS_WRITE else "read:package"
+            if (doer.token is not None and not _has_scope(doer.token, scope)) or self._access(
+                doer.account, owner
+            ) < mode:
+                raise HTTPFault(
+                    401,
+                    BODY_REQ_PACKAGE_ACCESS,
+                    content_type=PLAIN_TEXT,
+                    headers={"WWW-Authenticate": WWW_AUTHENTICATE},
+                )
+        return doer, owner
+
+    def _registry_auth(self, call: Call) -> Doer:
+        try:
+            return self._resolve_doer(call)
+        except _BadCredentials:
+            raise HTTPFault(401, BODY_AUTH_FAILED, content_type=PLAIN_TEXT) from None
+
+    # ------------------------------------------------------------------ handlers: API v1 packages
+
+    async def _api_list_packages(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, owner = self._api_package_context(call)
+            package_type = (call.query.get("type") or "").strip()
+            q = (call.query.get("q") or "").strip().lower()
+            page = max(_form_int(call, "page"), 1)
+            limit = _form_int(call, "limit")
+            # convert.ToCorrectPageSize
+            limit = DEFAULT_PAGING_NUM if limit <= 0 else min(limit, MAX_RESPONSE_ITEMS)
+            rows = [
+                (p, v)
+                for p in self.state.packages
+                if p.owner_id == owner.id
+                and (not package_type or p.type == package_type)
+                and q in p.name.lower()  # builder.Like on lower_name: a substring match
+                for v in p.versions
+            ]
+            # SearchVersions' default order: created_unix DESC, then id ASC for ties.
+            rows.sort(key=lambda pv: (-pv[1].created.timestamp(), pv[1].id))
+            result = paginate(rows, page, limit)
+            body = [self._package_json(owner, p, v, doer) for p, v in result.items]
+            headers = {"X-Total-Count": str(result.total)}
+            link = self._link_header(call, result.total, limit)
+            if link:
+                headers["Link"] = link
+            return _json(body, headers=headers)
+
+    async def _api_get_package(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, owner = self._api_package_context(call)
+            package, pv = self._api_version(owner, call)
+            return _json(self._package_json(owner, package, pv, doer))
+
+    async def _api_delete_package(self, call: Call) -> web.Response:
+        with self.lock:
+            _, owner = self._api_package_context(call, needed=ACCESS_WRITE)
+            package, pv = self._api_version(owner, call)
+            package.versions.remove(pv)
+            self._drop_empty_packages()
+            return web.Response(status=204)
+
+    async def _api_list_package_files(self, call: Call) -> web.Response:
+        with self.lock:
+            _, owner = self._api_package_context(call)
+            _, pv = self._api_version(owner, call)
+            return _json([self._file_json(f) for f in pv.files])
+
+    def _api_package_context(self, call: Call, *, needed: int = ACCESS_READ) -> tuple[Doer, Account]:
+        """The middleware chain of the /packages/{owner} group, in Gitea's order.
+
+        tokenRequiresScopes(package) -> UserAssignmentAPI -> PackageAssignmentAPI ->
+        reqPackageAccess(read) -> reqToken -> reqPackageAccess(write) for DELETE.
+        """
+        doer = self._api_auth(call)
+        self._api_require_scope(doer, "package", call.method)
+        owner = self.state.accounts.get(call.params["owner"].lower())
+        if owner is None:
+            raise self._api_error(404, MSG_OWNER_NOT_EXIST.format(name=call.params["owner"]))
+        if "version" in call.params:
+            self._api_version(owner, call)
+        if self._access(doer.account, owner) < ACCESS_READ:
+            raise self._api_error(403, MSG_NO_PERMISSION)
+        if doer.account is None:
+            raise self._api_error(401, MSG_TOKEN_REQUIRED)
+        if self._access(doer.account, owner) < needed:
+            raise self._api_error(403, MSG_NO_PERMISSION)
+        return doer, owner
+
+    def _api_version(self, owner: Account, call: Call) -> tuple[GiteaPackage, GiteaVersion]:
+        package = self._find_package(owner, call.params["type"], call.params["name"])
+        pv = None if package is None else _find_version(package, call.params["version"])
+        if package is None or pv is None:
+            raise self._api_error(404, MSG_PACKAGE_NOT_EXIST)
+        return package, pv
+
+    def _api_auth(self, call: Call) -> Doer:
+        try:
+            return self._resolve_doer(call)
+        except _BadCredentials as exc:
+            raise self._api_error(401, MSG_USER_NOT_EXIST.format(name=exc.name)) from None
+
+    def _api_require_scope(self, doer: Doer, category: str, method: str) -> None:
+        if doer.token is None:
+            return
+        level = "read" if method in {"GET", "HEAD"} else "write"
+        scope = f"{level}:{category}"
+        if not _has_scope(doer.token, scope):
+            raise self._api_error(403, MSG_SCOPE.format(scope=scope))
+
+    def _api_error(self, status: int, message: str) -> HTTPFault:
+        """APIContext.Error: ``{"message": ..., "url": <swagger URL>}``."""
+        return HTTPFault(status, json_body({"message": message, "url": self._swagger_url()}))
+
+    # ------------------------------------------------------------------ auth and access
+
+    def _resolve_doer(self, call: Call) -> Doer:
+        """auth.Group(OAuth2, Basic): a token in ``Authorization: token|bearer``, the ``token`` /
+        ``access_token`` query parameters, or Basic (token as password, or as user name with an
+        empty password, or a real password)."""
+        authorization = call.header("Authorization")
+        token = (
+            bearer_token(authorization, "token", "bearer")
+            or call.query.get("token")
+            or call.query.get("access_token")
+        )
+        if token is not None:
+            info = self.state.tokens.get(token)
+            if info is None:
+                raise _BadCredentials("")
+            return Doer(self.state.accounts[info.user.lower()], info)
+        creds = basic_credentials(authorization)
+        if creds is not None:
+            user, password = creds
+            candidate = user if password in {"", "x-oauth-basic"} else password
+            info = self.state.tokens.get(candidate)
+            if info is not None:
+                return Doer(self.state.accounts[info.user.lower()], info)
+            account = self.state.accounts.get(user.lower())
+            if (
+                account is not None
+                and account.kind == "user"
+                and account.password
+                and account.password == password
+            ):
+                return Doer(account, None)
+            raise _BadCredentials(user)
+        return Doer(None, None)
+
+    def _access(self, doer: Account | None, owner: Account) -> int:
+        """services/context/package.go determineAccessMode, without teams' unit details."""
+        if doer is not None and doer.admin:
+            return ACCESS_ADMIN
+        if owner.kind == "organization":
+            if doer is not None and doer.login in owner.members:
+                return ORG_PERMISSIONS[owner.members[doer.login]]
+        elif doer is not None and doer.id == owner.id:
+            return ACCESS_ADMIN
+        visible = owner.visibility == "public" or (owner.visibility == "limited" and doer is not None)
+        return ACCESS_READ if visible else ACCESS_NONE
+
+    # ------------------------------------------------------------------ internals
+
+    def _add_account(self, account: Account) -> Account:
+        self.state.next_account_id += 1
+        self.state.accounts[account.login.lower()] = account
+        return account
+
+    def _account_or_raise(self, login: str) -> Account:
+        account = self.state.accounts.get(login.lower())
+        if account is None:
+            raise KeyError(f"no user or organisation {login!r}")
+        return account
+
+    def _find_package(self, owner: Account, package_type: str, name: str) -> GiteaPackage | None:
+        lowered = name.lower()
+        return next(
+            (
+                p
+                for p in self.state.packages
+                if p.owner_id == owner.id and p.type == package_type and p.name.lower() == lowered
+            ),
+            None,
+        )
+
+    def _find_file(
+        self, owner: Account, package_type: str, name: str, version: str, file_name: str
+    ) -> tuple[GiteaPackage, GiteaVersion, GiteaFile] | None:
+        package = self._find_package(owner, package_type, name)
+        pv = None if package is None else _find_version(package, version)
+        gf = None if pv is None else _find_in_version(pv, file_name)
+        if package is None or pv is None or gf is None:
+            return None
+        return package, pv, gf
+
+    def _drop_empty_packages(self) -> None:
+        # Gitea's cleanup removes packages without versions; the listing never shows them anyway.
+        self.state.packages = [p for p in self.state.packages if p.versions]
+
+    def _next(self, kind: Literal["package", "version", "file"]) -> int:
+        attr = f"next_{kind}_id"
+        value: int = getattr(self.state, attr)
+        setattr(self.state, attr, value + 1)
+        return value
+
+    def _swagger_url(self) -> str:
+        return f"{self.url}/api/swagger"
+
+    def _link_header(self, call: Call, total: int, page_size: int) -> str:
+        """context.APIContext.SetLinkHeader: next, last, first, prev; comma-joined, no space."""
+        total_pages = -(-total // page_size)
+        if total_pages == 0:
+            return ""
+        # The paginator clamps the current page into 1..total_pages before building links.
+        current = min(max(_form_int(call, "page"), 1), total_pages)
+        query = dict(call.query)
+        base, raw_path = self.url, call.request.rel_url.raw_path
+        links = []
+        if current < total_pages:
+            links.append(f'<{page_url(base, raw_path, query, page=current + 1)}>; rel="next"')
+            links.append(f'<{page_url(base, raw_path, query, page=total_pages)}>; rel="last"')
+        if current > 1:
+            links.append(f'<{page_url(base, raw_path, query, page=1)}>; rel="first"')
+            links.append(f'<{page_url(base, raw_path, query, page=current - 1)}>; rel="prev"')
+        return ",".join(links)
+
+    # ------------------------------------------------------------------ JSON shapes
+
+    def _user_json(self, user: Account, doer: Account | None) -> dict[str, Any]:
+        """convert.ToUser: e-mail and account details only for the user themself and admins."""
+        authed = doer is not None and (doer.admin or doer.id == user.id)
+        signed = doer is not None
+        epoch = datetime(1, 1, 1, tzinfo=UTC)  # Go's zero time.Time, what non-owners see
+        avatar = hashlib.md5(user.login.encode(), usedforsecurity=False).hexdigest()
+        return {
+            "id": user.id,
+            "login": user.login,
+            "login_name": "",
+            "source_id": 0,
+            "full_name": user.full_name,
+            "email": user.email if signed else f"{user.login.lower()}@noreply.localhost",
+            "avatar_url": f"{self.url}/avatars/{avatar}",
+            "html_url": f"{self.url}/{user.login}",
+            "language": "en-US" if authed else "",
+            "is_admin": user.admin if authed else False,
+            "last_login": _ts(user.created if authed else epoch),
+            "created": _ts(user.created),
+            "restricted": False,
+            "active": authed,
+            "prohibit_login": False,
+            "location": "",
+            "website": "",
+            "description": "",
+            "visibility": user.visibility,
+            "followers_count": 0,
+            "following_count": 0,
+            "starred_repos_count": 0,
+            # structs.User.MarshalJSON adds this copy of `login` for older clients.
+            "username": user.login,
+        }
+
+    def _package_json(
+        self, owner: Account, package: GiteaPackage, pv: GiteaVersion, doer: Doer
+    ) -> dict[str, Any]:
+        creator = next((a for a in self.state.accounts.values() if a.id == pv.creator_id), owner)
+        return {
+            "id": pv.id,
+            "owner": self._user_json(owner, doer.account),
+            "repository": None,  # not linked; linking is not modelled
+            "creator": self._user_json(creator, doer.account),
+            "type": package.type,
+            "name": package.name,
+            "version": pv.version,
+            "html_url": (
+                f"{self.url}/{owner.login}/-/packages/{package.type}/"
+                f"{quote(package.name.lower(), safe='')}/{quote(pv.version.lower(), safe='')}"
+            ),
+            "created_at": _ts(pv.created),
+        }
+
+    def _file_json(self, f: GiteaFile) -> dict[str, Any]:
+        hashes = f.hashes
+        return {
+            "id": f.id,
+            self.package_file_size_key: len(f.data),
+            "name": f.name,
+            "md5": hashes["md5"],
+            "sha1": hashes["sha1"],
+            "sha256": hashes["sha256"],
+            "sha512": hashes["sha512"],
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _BadCredentials(Exception):
+    """Credentials were presented and match nobody (control flow inside the fake)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _has_scope(token: TokenInfo, scope: str) -> bool:
+    if SCOPE_ALL in token.scopes or scope in token.scopes:
+        return True
+    level, _, category = scope.partition(":")
+    return level == "read" and f"write:{category}" in token.scopes
+
+
+def _valid_package_name(name: str) -> bool:
+    # A one-character name must be a letter or digit; ".." is never a name.
+    if len(name) == 1 and not name.isalnum():
+        return False
+    return bool(PACKAGE_NAME_RE.search(name)) and name != ".."
+
+
+def _valid_file_name(name: str) -> bool:
+    return bool(FILE_NAME_RE.search(name)) and name.strip() == name and name not in {".", ".."}
+
+
+def _find_version(package: GiteaPackage, version: str) -> GiteaVersion | None:
+    lowered = version.lower()  # GetVersionByNameAndVersion compares lower_version
+    return next((v for v in package.versions if v.version.lower() == lowered), None)
+
+
+def _find_in_version(pv: GiteaVersion, file_name: str) -> GiteaFile | None:
+    lowered = file_name.lower()  # files are unique on (version_id, lower_name)
+    return next((f for f in pv.files if f.name.lower() == lowered), None)
+
+
+def _size_key_for(version: str) -> Literal["Size", "size"]:
+    compat = version.split("+gitea-", 1)[1] if "+gitea-" in version else version
+    numbers = re.findall(r"\d+", compat)[:2]
+    major_minor = tuple(int(n) for n in numbers) if len(numbers) == 2 else (0, 0)
+    return "size" if major_minor >= SIZE_KEY_RENAMED_IN else "Size"
+
+
+def _form_int(call: Call, name: str) -> int:
+    """ctx.FormInt: 0 when absent or not a number."""
+    try:
+        return int(call.query.get(name, "0"))
+    except ValueError:
+        return 0
+
+
+def _ts(value: datetime) -> str:
+    """Go's time.Time JSON (RFC 3339) for a UTC time with second resolution."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json_body(data) + b"\n",  # Go's json.Encoder ends every document with a newline
+        headers={"Content-Type": f"{JSON_CONTENT_TYPE};charset=utf-8", **(headers or {})},
+    )
+
+
+def _plain(status: int, message: str) -> HTTPFault:
+    """The registry's ctx.PlainText(status, err.Error()): no trailing newline."""
+    return HTTPFault(status, message.encode(), content_type=PLAIN_TEXT)

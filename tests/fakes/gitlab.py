@@ -1,0 +1,1004 @@
+"""An in-process fake of the GitLab REST API (v4): generic packages, the Packages API, ``/user``.
+
+Behaviour follows GitLab's documentation and, where the docs are silent, its source (see
+``tests/fakes/README.md`` for the list with links). The points a record store trips over:
+
+* **Duplicates are kept.** A PUT of an existing name/version/file adds another file to the
+  package; a GET serves the newest. A project can forbid it (``allow_duplicates=False``):
+  then the PUT answers ``400 {"message": "400 Bad request - Duplicate package is not allowed"}``.
+* **Project ids** are numeric or the URL-encoded full path (``group%2Fproject``).
+* **Private projects are hidden**: a token without access gets ``404 Project Not Found``
+  (``401`` for anonymous calls on the generic package endpoints); a member below the needed
+  role gets ``403``.
+* **Lists paginate** with ``page``/``per_page`` (20 by default, at most 100) and answer the
+  ``X-Page``/``X-Per-Page``/``X-Next-Page``/``X-Prev-Page``/``X-Total``/``X-Total-Pages`` and
+  ``Link`` headers.
+
+Typical use::
+
+    with FakeGitLab(tokens={"tok": TokenInfo("bot", role=DEVELOPER)}) as gl:
+        project = gl.add_project("group/app")
+        client = gitlab.Gitlab(gl.url, private_token="tok")
+        ...
+        assert gl.file_count("group/app", "rec", "1", "r.json") == 1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+
+from .server import (
+    JSON_CONTENT_TYPE,
+    OCTET_STREAM,
+    Call,
+    FakeServer,
+    HTTPFault,
+    Page,
+    Router,
+    basic_credentials,
+    bearer_token,
+    json_body,
+    page_url,
+    paginate,
+)
+
+__all__ = [
+    "DEVELOPER",
+    "GUEST",
+    "MAINTAINER",
+    "NO_ACCESS",
+    "OWNER",
+    "REPORTER",
+    "FakeGitLab",
+    "GitLabUser",
+    "PackageFileView",
+    "PackageView",
+    "TokenInfo",
+]
+
+API = "/api/v4"
+
+# Access levels (https://docs.gitlab.com/api/members/#roles).
+NO_ACCESS, GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 0, 10, 20, 30, 40, 50
+
+# Token scopes: `api` allows everything, `read_api` only GET/HEAD (lib/api/api.rb
+# `allow_access_with_scope :read_api, if: request.get? || request.head?`), `read_user` only /user.
+SCOPE_API, SCOPE_READ_API, SCOPE_READ_USER = "api", "read_api", "read_user"
+
+# Pagination (https://docs.gitlab.com/api/rest/#offset-based-pagination).
+DEFAULT_PER_PAGE = 20
+MAX_PER_PAGE = 100
+
+# Generic package grammar, lib/gitlab/regex/packages.rb: the name (and file name) is
+# `maven_file_name_regex`, the version `maven_version_regex` (no "..", so no traversal).
+PACKAGE_NAME_RE = re.compile(r"\A[A-Za-z0-9._+-]+\Z")
+PACKAGE_VERSION_RE = re.compile(r"\A(?!.*\.\.)[A-Za-z0-9_+.-]+\Z")
+FILE_NAME_RE = PACKAGE_NAME_RE
+# Gitlab::PathTraversal.check_path_traversal!, applied to name and file name (`file_path: true`).
+PATH_TRAVERSAL_RE = re.compile(r"(\A\.{1,2}\Z|\A\.\.[/\\]|[/\\]\.\.\Z|[/\\]\.\.[/\\]|\n)")
+
+PACKAGE_TYPES = (
+    "maven",
+    "npm",
+    "conan",
+    "nuget",
+    "pypi",
+    "composer",
+    "generic",
+    "golang",
+    "debian",
+    "rubygems",
+    "helm",
+    "terraform_module",
+    "rpm",
+    "ml_model",
+    "cargo",
+)
+UPLOAD_STATUSES = ("default", "hidden")
+PACKAGE_STATUSES = ("default", "hidden", "processing", "error", "pending_destruction", "deprecated")
+# Without a `status` filter the list shows these (Packages API: "default, deprecated and error").
+LISTED_STATUSES = frozenset({"default", "deprecated", "error"})
+# What the download and the by-id endpoints can find (an `error` package is a 404).
+INSTALLABLE_STATUSES = frozenset({"default", "hidden", "deprecated"})
+ORDER_BY = ("created_at", "name", "version", "type")
+FILE_ORDER_BY = ("id", "file_name", "created_at")
+SORTS = ("asc", "desc")
+
+# Message templates, verbatim from GitLab (lib/api/helpers.rb render_api_error!, lib/api/api.rb).
+MSG_CREATED = "201 Created"
+MSG_UNAUTHORIZED = "401 Unauthorized"
+MSG_FORBIDDEN = "403 Forbidden"
+MSG_PROJECT_NOT_FOUND = "404 Project Not Found"
+MSG_NOT_FOUND = "404 Not Found"  # not_found! without a resource
+MSG_RECORD_NOT_FOUND = "404 Not found"  # ActiveRecord::RecordNotFound, rescued in lib/api/api.rb
+MSG_DUPLICATE = "400 Bad request - Duplicate package is not allowed"
+ERR_INVALID = "{param} is invalid"  # Grape `regexp:` validator
+ERR_BAD_PATH = "{param} should be a valid file path"  # API::Validations::Validators::FilePath
+ERR_BAD_VALUE = "{param} does not have a valid value"  # Grape `values:` validator
+# APIGuard answers an under-scoped token like an OAuth resource server, not with "message".
+INSUFFICIENT_SCOPE = {
+    "error": "insufficient_scope",
+    "error_description": "The request requires higher privileges than provided by the access token.",
+    "scope": "api",
+}
+
+CHECKSUM_HEADER = "X-Checksum-SHA256"  # added to generic downloads by current GitLab
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What a token stands for.
+
+    ``role`` is the access level the token's user gets on every project that does not list the
+    user in its ``members`` (a project or group access token carries its role this way); ``None``
+    means no access beyond explicit memberships. ``kind="job"`` tokens are only accepted through
+    ``JOB-TOKEN`` or Basic auth, as CI job tokens are.
+    """
+
+    user: str
+    scopes: frozenset[str] = frozenset({SCOPE_API})
+    role: int | None = None
+    kind: Literal["personal", "job"] = "personal"
+
+
+@dataclass
+class GitLabUser:
+    id: int
+    username: str
+    name: str
+    created_at: datetime
+    bot: bool = False
+    admin: bool = False
+
+
+@dataclass
+class PackageFile:
+    id: int
+    package_id: int
+    file_name: str
+    data: bytes
+    created_at: datetime
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass
+class Package:
+    id: int
+    project_id: int
+    name: str
+    version: str
+    package_type: str
+    status: str
+    created_at: datetime
+    files: list[PackageFile] = field(default_factory=list)
+    last_downloaded_at: datetime | None = None
+
+
+@dataclass
+class Project:
+    id: int
+    path: str  # full path, "group/sub/project"
+    visibility: Literal["private", "internal", "public"]
+    created_at: datetime
+    members: dict[str, int] = field(default_factory=dict)
+    # Group setting "Allow duplicates" for generic packages, plus its "Exceptions" regex
+    # (when duplicates are allowed the regex lists names/versions that must NOT be duplicated).
+    allow_duplicates: bool = True
+    duplicate_exception_regex: str = ""
+    # Docs say Developer may delete packages; GitLab 18 answers 403 below Maintainer
+    # (gitlab-org/gitlab#592019), so the stricter rule is the default.
+    delete_access_level: int = MAINTAINER
+    default_branch: str = "main"
+    packages: list[Package] = field(default_factory=list)
+
+
+@dataclass
+class GitLabState:
+    users: dict[str, GitLabUser] = field(default_factory=dict)
+    tokens: dict[str, TokenInfo] = field(default_factory=dict)
+    projects: dict[int, Project] = field(default_factory=dict)
+    next_user_id: int = 1
+    next_project_id: int = 1
+    next_package_id: int = 1
+    next_file_id: int = 1
+
+
+@dataclass(frozen=True)
+class PackageFileView:
+    id: int
+    file_name: str
+    size: int
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PackageView:
+    """A snapshot of one package for assertions (files oldest first)."""
+
+    id: int
+    name: str
+    version: str
+    package_type: str
+    status: str
+    files: tuple[PackageFileView, ...]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: GitLabUser | None
+    token: TokenInfo | None
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+class FakeGitLab(FakeServer):
+    """GitLab's REST API under ``/api/v4``; see the module docstring."""
+
+    thread_name = "fake-gitlab"
+
+    def __init__(
+        self,
+        tokens: Mapping[str, TokenInfo] | None = None,
+        *,
+        projects: Iterable[str] = (),
+        latency: float = 0.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.state = GitLabState()
+        super().__init__(latency=latency, clock=clock)
+        for token, info in (tokens or {}).items():
+            self.add_token(token, info.user, scopes=info.scopes, role=info.role, kind=info.kind)
+        for path in projects:
+            self.add_project(path)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def add_user(
+        self, username: str, *, name: str | None = None, bot: bool = False, admin: bool = False
+    ) -> GitLabUser:
+        """Create (or return the existing) user."""
+        with self.lock:
+            existing = self.state.users.get(username)
+            if existing is not None:
+                return existing
+            user = GitLabUser(
+                id=self.state.next_user_id,
+                username=username,
+                name=name or username.replace("_", " ").title(),
+                created_at=self.now(),
+                bot=bot,
+                admin=admin,
+            )
+            self.state.next_user_id += 1
+            self.state.users[username] = user
+            return user
+
+    def add_token(
+        self,
+        token: str,
+        user: str,
+        *,
+        scopes: Iterable[str] = (SCOPE_API,),
+        role: int | None = None,
+        kind: Literal["personal", "job"] = "personal",
+    ) -> TokenInfo:
+        """Register ``token`` for ``user`` (created if missing)."""
+        info = TokenInfo(user=user, scopes=frozenset(scopes), role=role, kind=kind)
+        with self.lock:
+            self.add_user(user)
+            self.state.tokens[token] = info
+        return info
+
+    def add_project(
+        self,
+        path: str,
+        *,
+        members: Mapping[str, int] | None = None,
+        visibility: Literal["private", "internal", "public"] = "private",
+        allow_duplicates: bool = True,
+        duplicate_exception_regex: str = "",
+        delete_access_level: int = MAINTAINER,
+    ) -> Project:
+        """Create a project (ids count from 1). ``members`` maps usernames to access levels."""
+        with self.lock:
+            if self._find_project(path) is not None:
+                raise ValueError(f"project {path!r} exists")
+            project = Project(
+                id=self.state.next_project_id,
+                path=path,
+                visibility=visibility,
+                created_at=self.now(),
+                members=dict(members or {}),
+                allow_duplicates=allow_duplicates,
+                duplicate_exception_regex=duplicate_exception_regex,
+                delete_access_level=delete_access_level,
+            )
+            for username in project.members:
+                self.add_user(username)
+            self.state.next_project_id += 1
+            self.state.projects[project.id] = project
+            return project
+
+    def set_member(self, project: int | str, username: str, level: int) -> None:
+        with self.lock:
+            self.add_user(username)
+            self._project_or_raise(project).members[username] = level
+
+    def configure_project(
+        self,
+        project: int | str,
+        *,
+        allow_duplicates: bool | None = None,
+        duplicate_exception_regex: str | None = None,
+        visibility: Literal["private", "internal", "public"] | None = None,
+        delete_access_level: int | None = None,
+    ) -> None:
+        """Change project/group package settings while the fake runs."""
+        with self.lock:
+            p = self._project_or_raise(project)
+            if allow_duplicates is not None:
+                p.allow_duplicates = allow_duplicates
+            if duplicate_exception_regex is not None:
+                p.duplicate_exception_regex = duplicate_exception_regex
+            if visibility is not None:
+                p.visibility = visibility
+            if delete_access_level is not None:
+                p.delete_access_level = delete_access_level
+
+    # ------------------------------------------------------------------ state accessors
+
+    def project(self, ref: int | str) -> Project:
+        """The live project object (take ``fake.lock`` when mutating it from a test)."""
+        with self.lock:
+            return self._project_or_raise(ref)
+
+    def packages(self, project: int | str) -> list[PackageView]:
+        """Every package of ``project`` (any status), oldest first."""
+        with self.lock:
+            return [
+                PackageView(
+                    id=p.id,
+                    name=p.name,
+                    version=p.version,
+                    package_type=p.package_type,
+                    status=p.status,
+                    files=tuple(
+                        PackageFileView(f.id, f.file_name, f.size, f.sha256, f.data) for f in p.files
+                    ),
+                )
+                for p in self._project_or_raise(project).packages
+            ]
+
+    def file_count(self, project: int | str, name: str, version: str, file_name: str) -> int:
+        """How many files called ``file_name`` the generic package ``name``/``version`` holds."""
+        with self.lock:
+            return sum(
+                1
+                for p in self._project_or_raise(project).packages
+                if p.package_type == "generic" and p.name == name and p.version == version
+                for f in p.files
+                if f.file_name == file_name
+            )
+
+    def file_content(self, project: int | str, name: str, version: str, file_name: str) -> bytes | None:
+        """What a download would serve (the newest file of that name), or ``None``."""
+        with self.lock:
+            found = self._newest_generic_file(self._project_or_raise(project), name, version, file_name)
+            return None if found is None else found.data
+
+    # ------------------------------------------------------------------ hooks
+
+    def route_not_found(self, method: str, path: str) -> HTTPFault:
+        # lib/api/api.rb: `route :any, '*path' do error!('404 Not Found', 404)` -> {"error": ...}
+        return _error(404, "404 Not Found")
+
+    def method_not_allowed(self, method: str, path: str) -> HTTPFault:
+        return _error(405, "405 Not Allowed")
+
+    def default_fault_body(self, status: int) -> tuple[bytes, str]:
+        reasons = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+        return json_body({"message": f"{status} {reasons.get(status, 'Error')}"}), JSON_CONTENT_TYPE
+
+    # ------------------------------------------------------------------ routes
+
+    def routes(self, router: Router) -> None:
+        self._user_routes(router)
+        self._project_routes(router)
+        self._generic_package_routes(router)
+        self._package_routes(router)
+
+    def _user_routes(self, router: Router) -> None:
+        router.get(f"{API}/user", self._get_current_user)
+
+    def _project_routes(self, router: Router) -> None:
+        router.get(f"{API}/projects/{{id}}", self._get_project)
+
+    def _generic_package_routes(self, router: Router) -> None:
+        base = f"{API}/projects/{{id}}/packages/generic/{{name}}/{{version}}/{{file_name}}"
+        router.put(base, self._put_generic_file)
+        router.get(base, self._get_generic_file)
+
+    def _package_routes(self, router: Router) -> None:
+        base = f"{API}/projects/{{id}}/packages"
+        router.get(base, self._list_packages)
+        router.get(f"{base}/{{package_id:int}}", self._get_package)
+        router.delete(f"{base}/{{package_id:int}}", self._delete_package)
+        router.get(f"{base}/{{package_id:int}}/package_files", self._list_package_files)
+        router.delete(f"{base}/{{package_id:int}}/package_files/{{file_id:int}}", self._delete_package_file)
+
+    # ------------------------------------------------------------------ handlers: users, projects
+
+    async def _get_current_user(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, scopes_ok=(SCOPE_API, SCOPE_READ_API, SCOPE_READ_USER))
+            if caller.user is None:
+                raise _message(401, MSG_UNAUTHORIZED)
+            return _json(self._user_json(caller.user, private=True))
+
+    async def _get_project(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            project = self._visible_project(caller, call.params["id"])
+            return _json(self._project_json(project))
+
+    # ------------------------------------------------------------------ handlers: generic packages
+
+    async def _put_generic_file(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, basic_allowed=True, job_allowed=True)
+            if caller.user is None:  # `authenticate_non_get!`
+                raise _message(401, MSG_UNAUTHORIZED)
+            name, version, file_name = self._validate_generic(call)
+            status = call.query.get("status")
+            select = call.query.get("select")
+            errors = []
+            if status is not None and status not in UPLOAD_STATUSES:
+                errors.append(ERR_BAD_VALUE.format(param="status"))
+            if select is not None and select != "package_file":
+                errors.append(ERR_BAD_VALUE.format(param="select"))
+            if errors:
+                raise _error(400, ", ".join(errors))
+            project = self._visible_project(caller, call.params["id"], anonymous_401=True)
+            self._require_level(caller, project, DEVELOPER)
+
+            package = self._generic_package_for_upload(project, name, version)
+            duplicate = package is not None and any(f.file_name == file_name for f in package.files)
+            if duplicate and not _duplicates_allowed(project, name, version):
+                raise _message(400, MSG_DUPLICATE)
+            now = self.now()
+            if package is None:
+                package = Package(
+                    id=self._next("package"),
+                    project_id=project.id,
+                    name=name,
+                    version=version,
+                    package_type="generic",
+                    status=status or "default",
+                    created_at=now,
+                )
+                project.packages.append(package)
+            elif status is not None:
+                package.status = status
+            package_file = PackageFile(
+                id=self._next("file"),
+                package_id=package.id,
+                file_name=file_name,
+                data=call.body,
+                created_at=now,
+                sha256=hashlib.sha256(call.body).hexdigest(),
+            )
+            package.files.append(package_file)
+            if select == "package_file":
+                # `present response[:package_file]` on a PUT: Grape's default status is 200.
+                return _json(self._uploaded_file_json(project, package_file))
+            return _json({"message": MSG_CREATED}, status=201)
+
+    async def _get_generic_file(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, basic_allowed=True, job_allowed=True)
+            name, version, file_name = self._validate_generic(call)
+            project = self._visible_project(caller, call.params["id"], anonymous_401=True)
+            found = self._newest_generic_file(project, name, version, file_name)
+            if found is None:
+                raise _message(404, MSG_RECORD_NOT_FOUND)
+            for package in project.packages:
+                if package.id == found.package_id:
+                    package.last_downloaded_at = self.now()
+            return web.Response(
+                body=found.data,
+                headers={
+                    "Content-Type": OCTET_STREAM,
+                    "Content-Disposition": f'attachment; filename="{found.file_name}"',
+                    CHECKSUM_HEADER: found.sha256,
+                },
+            )
+
+    def _validate_generic(self, call: Call) -> tuple[str, str, str]:
+        """Grape's param validation for the generic routes; all failures in one 400."""
+        name, version, file_name = call.params["name"], call.params["version"], call.params["file_name"]
+        errors: list[str] = []
+        for param, value, regex, is_path in (
+            ("package_name", name, PACKAGE_NAME_RE, True),
+            ("package_version", version, PACKAGE_VERSION_RE, False),
+            ("file_name", file_name, FILE_NAME_RE, True),
+        ):
+            if not regex.search(value):
+                errors.append(ERR_INVALID.format(param=param))
+            elif is_path and PATH_TRAVERSAL_RE.search(value):
+                errors.append(ERR_BAD_PATH.format(param=param))
+        if errors:
+            raise _error(400, ", ".join(errors))
+        return name, version, file_name
+
+    def _generic_package_for_upload(self, project: Project, name: str, version: str) -> Package | None:
+        # A package pending destruction is never reused: the upload creates a new one.
+        for package in reversed(project.packages):
+            if (
+                package.package_type == "generic"
+                and package.name == name
+                and package.version == version
+                and package.status != "pending_destruction"
+            ):
+                return package
+        return None
+
+    def _newest_generic_file(
+        self, project: Project, name: str, version: str, file_name: str
+    ) -> PackageFile | None:
+        for package in reversed(project.packages):
+            if (
+                package.package_type == "generic"
+                and package.name == name
+                and package.version == version
+                and package.status in INSTALLABLE_STATUSES
+            ):
+                matching = [f for f in package.files if f.file_name == file_name]
+                return matching[-1] if matching else None
+        return None
+
+    # ------------------------------------------------------------------ handlers: Packages API
+
+    async def _list_packages(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, job_allowed=True)
+            q = call.query
+            errors = []
+            package_type = q.get("package_type")
+            if package_type is not None and package_type not in PACKAGE_TYPES:
+                errors.append(ERR_BAD_VALUE.format(param="package_type"))
+            order_by = q.get("order_by", "created_at")
+            if order_by not in ORDER_BY:
+                errors.append(ERR_BAD_VALUE.format(param="order_by"))
+            sort = q.get("sort", "asc")
+            if sort not in SORTS:
+                errors.append(ERR_BAD_VALUE.format(param="sort"))
+            status = q.get("status")
+            if status is not None and status not in PACKAGE_STATUSES:
+                errors.append(ERR_BAD_VALUE.format(param="status"))
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            project = self._visible_project(caller, call.params["id"])
+
+            name_filter = (q.get("package_name") or "").lower()
+            version_filter = q.get("package_version")
+            selected = [
+                p
+                for p in project.packages
+                if (p.status == status if status is not None else p.status in LISTED_STATUSES)
+                and (package_type is None or p.package_type == package_type)
+                # "fuzzy search by name": an ILIKE %term% on the name.
+                and name_filter in p.name.lower()
+                and (version_filter is None or p.version == version_filter)
+            ]
+            sort_keys = {
+                "created_at": lambda p: (p.created_at, p.id),
+                "name": lambda p: (p.name, p.id),
+                "version": lambda p: (p.version, p.id),
+                "type": lambda p: (p.package_type, p.id),
+            }
+            selected.sort(key=sort_keys[order_by], reverse=sort == "desc")
+            result = paginate(selected, page, per_page)
+            can_delete = self._level(caller, project) >= project.delete_access_level
+            body = [self._package_json(project, p, can_delete=can_delete) for p in result.items]
+            return _json(body, headers=self._pagination_headers(call, result))
+
+    async def _get_package(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, job_allowed=True)
+            project = self._visible_project(caller, call.params["id"])
+            package = self._installable_package(project, int(call.params["package_id"]))
+            can_delete = self._level(caller, project) >= project.delete_access_level
+            body = self._package_json(project, package, can_delete=can_delete)
+            body["versions"] = [
+                {
+                    "id": other.id,
+                    "version": other.version,
+                    "created_at": _ts(other.created_at),
+                    "tags": [],
+                }
+                for other in project.packages
+                if other.name == package.name
+                and other.package_type == package.package_type
+                and other.id != package.id
+                and other.status in INSTALLABLE_STATUSES
+            ]
+            return _json(body)
+
+    async def _delete_package(self, call: Call) -> web.StreamResponse:
+        with self.lock:
+            caller = self._authenticate(call, job_allowed=True)
+            project = self._visible_project(caller, call.params["id"])
+            self._require_level(caller, project, project.delete_access_level)
+            package = self._installable_package(project, int(call.params["package_id"]))
+            project.packages.remove(package)
+            return web.Response(status=204)
+
+    async def _list_package_files(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call, job_allowed=True)
+            errors: list[str] = []
+            order_by = call.query.get("order_by", "id")
+            if order_by not in FILE_ORDER_BY:
+                errors.append(ERR_BAD_VALUE.format(param="order_by"))
+            sort = call.query.get("sort", "asc")
+            if sort not in SORTS:
+                errors.append(ERR_BAD_VALUE.format(param="sort"))
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            project = self._visible_project(caller, call.params["id"])
+            package = self._installable_package(project, int(call.params["package_id"]))
+            sort_keys = {
+                "id": lambda f: (f.id,),
+                "file_name": lambda f: (f.file_name, f.id),
+                "created_at": lambda f: (f.created_at, f.id),
+            }
+            files = sorted(package.files, key=sort_keys[order_by], reverse=sort == "desc")
+            result = paginate(files, page, per_page)
+            return _json(
+                [_file_json(f) for f in result.items], headers=self._pagination_headers(call, result)
+            )
+
+    async def _delete_package_file(self, call: Call) -> web.StreamResponse:
+        with self.lock:
+            caller = self._authenticate(call, job_allowed=True)
+            project = self._visible_project(caller, call.params["id"])
+            self._require_level(caller, project, project.delete_access_level)
+            package = self._installable_package(project, int(call.params["package_id"]))
+            file_id = int(call.params["file_id"])
+            target = next((f for f in package.files if f.id == file_id), None)
+            if target is None:
+                raise _message(404, MSG_NOT_FOUND)
+            package.files.remove(target)
+            # GitLab marks the file pending destruction; its cleanup worker then destroys the
+            # package once no file is left. The fake does both at once.
+            if not package.files:
+                project.packages.remove(package)
+            return web.Response(status=204)
+
+    def _installable_package(self, project: Project, package_id: int) -> Package:
+        for package in project.packages:
+            if package.id == package_id and package.status in INSTALLABLE_STATUSES:
+                return package
+        raise _message(404, MSG_RECORD_NOT_FOUND)
+
+    # ------------------------------------------------------------------ auth and access
+
+    def _authenticate(
+        self,
+        call: Call,
+        *,
+        basic_allowed: bool = False,
+        job_allowed: bool = False,
+        scopes_ok: tuple[str, ...] | None = None,
+    ) -> Caller:
+        """Resolve the caller; 401 for an unknown token, 403 for a token lacking the scope.
+
+        Carriers: ``PRIVATE-TOKEN``, ``Authorization: Bearer``, ``JOB-TOKEN`` (package routes)
+        and Basic with any user name and the token as password (generic package routes only).
+        A Basic credential that matches no token is ignored, as GitLab does: the call goes on
+        anonymously.
+        """
+        found: tuple[str, str] | None = None  # (token, carrier)
+        authorization = call.header("Authorization")
+        if (private := call.header("PRIVATE-TOKEN")) is not None:
+            found = (private, "private")
+        elif (bearer := bearer_token(authorization, "bearer")) is not None:
+            found = (bearer, "bearer")
+        elif job_allowed and (job := call.header("JOB-TOKEN")) is not None:
+            found = (job, "job")
+        elif (
+            basic_allowed
+            and (creds := basic_credentials(authorization)) is not None
+            and creds[1] in self.state.tokens
+        ):
+            found = (creds[1], "basic")
+        if found is None:
+            return Caller(None, None)
+        token, carrier = found
+        info = self.state.tokens.get(token)
+        if info is None:
+            raise _message(401, MSG_UNAUTHORIZED)
+        # A job token is no personal token and vice versa.
+        if (info.kind == "job" and carrier in {"private", "bearer"}) or (
+            info.kind == "personal" and carrier == "job"
+        ):
+            raise _message(401, MSG_UNAUTHORIZED)
+        user = self.state.users[info.user]
+        if info.kind == "personal":
+            read_only = call.method in {"GET", "HEAD"}
+            allowed = scopes_ok or ((SCOPE_API, SCOPE_READ_API) if read_only else (SCOPE_API,))
+            if not info.scopes.intersection(allowed):
+                raise HTTPFault(403, json_body(INSUFFICIENT_SCOPE), headers=_insufficient_scope_header())
+        return Caller(user, info)
+
+    def _level(self, caller: Caller, project: Project) -> int:
+        if caller.user is None:
+            return NO_ACCESS
+        if caller.user.admin:
+            return OWNER
+        if caller.user.username in project.members:
+            return project.members[caller.user.username]
+        if caller.token is not None and caller.token.role is not None:
+            return caller.token.role
+        return NO_ACCESS
+
+    def _visible_project(self, caller: Caller, ref: str, *, anonymous_401: bool = False) -> Project:
+        project = self._find_project(ref)
+        if project is not None:
+            if project.visibility == "public":
+                return project
+            if project.visibility == "internal" and caller.user is not None:
+                return project
+            if self._level(caller, project) >= GUEST:
+                return project
+        # The generic package API asks anonymous callers to authenticate instead of hiding.
+        if anonymous_401 and caller.user is None:
+            raise _message(401, MSG_UNAUTHORIZED)
+        raise _message(404, MSG_PROJECT_NOT_FOUND)
+
+    def _require_level(self, caller: Caller, project: Project, level: int) -> None:
+        if caller.user is None:
+            raise _message(401, MSG_UNAUTHORIZED)
+        if self._level(caller, project) < level:
+            raise _message(403, MSG_FORBIDDEN)
+
+    # ------------------------------------------------------------------ internals
+
+    def _find_project(self, ref: int | str) -> Project | None:
+        if isinstance(ref, int) or ref.isdigit():
+            return self.state.projects.get(int(ref))
+        lowered = ref.lower()  # find_by_full_path is case-insensitive
+        return next((p for p in self.state.projects.values() if p.path.lower() == lowered), None)
+
+    def _project_or_raise(self, ref: int | str) -> Project:
+        project = self._find_project(ref)
+        if project is None:
+            raise KeyError(f"no project {ref!r}")
+        return project
+
+    def _next(self, kind: Literal["package", "file"]) -> int:
+        if kind == "package":
+            value = self.state.next_package_id
+            self.state.next_package_id += 1
+        else:
+            value = self.state.next_file_id
+            self.state.next_file_id += 1
+        return value
+
+    def _page_params(self, call: Call, errors: list[str]) -> tuple[int, int]:
+        page = _int_param(call, "page", 1, errors)
+        per_page = _int_param(call, "per_page", DEFAULT_PER_PAGE, errors)
+        # Kaminari: page < 1 is page 1; per_page is capped at max_per_page.
+        return max(page, 1), min(max(per_page, 1), MAX_PER_PAGE)
+
+    def _pagination_headers(self, call: Call, result: Page[Any]) -> dict[str, str]:
+        """Gitlab::Pagination::OffsetHeaderBuilder: X-* headers and Link prev/next/first/last."""
+        total_pages = max(result.total_pages, 1)  # "there is in total at least 1 page"
+        next_page = result.page + 1 if result.page < total_pages else None
+        prev_page = result.page - 1 if result.page > 1 else None
+        query = dict(call.query)
+        base, raw_path = self.url, call.request.rel_url.raw_path
+
+        def href(page: int) -> str:
+            return page_url(base, raw_path, query, page=page, per_page=result.per_page)
+
+        links = []
+        if prev_page is not None:
+            links.append(f'<{href(prev_page)}>; rel="prev"')
+        if next_page is not None:
+            links.append(f'<{href(next_page)}>; rel="next"')
+        links.append(f'<{href(1)}>; rel="first"')
+        links.append(f'<{href(total_pages)}>; rel="last"')
+        return {
+            "X-Page": str(result.page),
+            "X-Per-Page": str(result.per_page),
+            "X-Next-Page": str(next_page or ""),
+            "X-Prev-Page": str(prev_page or ""),
+            "X-Total": str(result.total),
+            "X-Total-Pages": str(total_pages),
+            "Link": ", ".join(links),
+        }
+
+    # ------------------------------------------------------------------ JSON shapes
+
+    def _user_json(self, user: GitLabUser, *, private: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": user.id,
+            "username": user.username,
+            "name": user.name,
+            "state": "active",
+            "locked": False,
+            "avatar_url": f"{self.url}/uploads/-/system/user/avatar/{user.id}/avatar.png",
+            "web_url": f"{self.url}/{user.username}",
+            "created_at": _ts(user.created_at),
+            "bio": "",
+            "location": "",
+            "public_email": None,
+            "bot": user.bot,
+        }
+        if private:  # /user shows the caller their own account details
+            body.update(
+                {
+                    "email": f"{user.username}@example.com",
+                    "last_activity_on": self.now().date().isoformat(),
+                    "projects_limit": 100000,
+                    "can_create_group": not user.bot,
+                    "can_create_project": not user.bot,
+                    "two_factor_enabled": False,
+                    "external": False,
+                    "private_profile": False,
+                }
+            )
+            if user.admin:
+                body["is_admin"] = True
+        return body
+
+    def _project_json(self, project: Project) -> dict[str, Any]:
+        namespace, _, name = project.path.rpartition("/")
+        return {
+            "id": project.id,
+            "name": name,
+            "path": name,
+            "name_with_namespace": project.path.replace("/", " / "),
+            "path_with_namespace": project.path,
+            "default_branch": project.default_branch,
+            "visibility": project.visibility,
+            "web_url": f"{self.url}/{project.path}",
+            "http_url_to_repo": f"{self.url}/{project.path}.git",
+            "created_at": _ts(project.created_at),
+            "namespace": {
+                "name": namespace.rpartition("/")[2] or name,
+                "path": namespace.rpartition("/")[2] or name,
+                "full_path": namespace or name,
+                "kind": "group" if namespace else "user",
+            },
+        }
+
+    def _package_json(self, project: Project, package: Package, *, can_delete: bool) -> dict[str, Any]:
+        links: dict[str, str] = {"web_path": f"/{project.path}/-/packages/{package.id}"}
+        if can_delete:  # "Only available if the request user has permission to do so."
+            links["delete_api_path"] = f"{self.url}{API}/projects/{project.id}/packages/{package.id}"
+        return {
+            "id": package.id,
+            "name": package.name,
+            "version": package.version,
+            "package_type": package.package_type,
+            "status": package.status,
+            "_links": links,
+            "created_at": _ts(package.created_at),
+            "last_downloaded_at": _ts(package.last_downloaded_at) if package.last_downloaded_at else None,
+            "tags": [],
+        }
+
+    def _uploaded_file_json(self, project: Project, f: PackageFile) -> dict[str, Any]:
+        """The ``select=package_file`` answer: the record itself, as the generic docs show it."""
+        digest = f.sha256
+        store_path = (
+            f"/{digest[:2]}/{digest[2:4]}/{digest}/packages/{f.package_id}/files/{f.id}/{f.file_name}"
+        )
+        return {
+            "id": f.id,
+            "package_id": f.package_id,
+            "created_at": _ts(f.created_at),
+            "updated_at": _ts(f.created_at),
+            "size": f.size,
+            "file_store": 1,
+            "file_md5": None,
+            "file_sha1": None,
+            "file_name": f.file_name,
+            "file": {"url": store_path},
+            "file_sha256": digest,
+            "verification_retry_at": None,
+            "verified_at": None,
+            "verification_failure": None,
+            "verification_retry_count": None,
+            "verification_checksum": None,
+            "verification_state": 0,
+            "verification_started_at": None,
+            "new_file_path": None,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _file_json(f: PackageFile) -> dict[str, Any]:
+    # Generic uploads store only the SHA-256 (Packages::Generic::CreatePackageFileService),
+    # so md5 and sha1 are null for them.
+    return {
+        "id": f.id,
+        "package_id": f.package_id,
+        "created_at": _ts(f.created_at),
+        "file_name": f.file_name,
+        "size": f.size,
+        "file_md5": None,
+        "file_sha1": None,
+        "file_sha256": f.sha256,
+    }
+
+
+def _duplicates_allowed(project: Project, name: str, version: str) -> bool:
+    """Namespace::PackageSetting.duplicates_allowed?: the regex flips the toggle for its matches."""
+    regex = project.duplicate_exception_regex
+    matched = bool(regex) and any(re.fullmatch(regex, value) for value in (name, version))
+    return project.allow_duplicates != matched
+
+
+def _ts(value: datetime) -> str:
+    """Rails' JSON time format: ISO 8601, milliseconds, ``Z``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _int_param(call: Call, name: str, default: int, errors: list[str]) -> int:
+    raw = call.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        errors.append(ERR_INVALID.format(param=name))
+        return default
+
+
+def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=json_body(data), headers={"Content-Type": JSON_CONTENT_TYPE, **(headers or {})}
+    )
+
+
+def _message(status: int, message: str) -> HTTPFault:
+    """``render_api_error!``: ``{"message": "..."}``."""
+    return HTTPFault(status, json_body({"message": message}))
+
+
+def _error(status: int, error: str) -> HTTPFault:
+    """Grape ``error!`` with a string: ``{"error": "..."}`` (validation, unknown routes)."""
+    return HTTPFault(status, json_body({"error": error}))
+
+
+def _insufficient_scope_header() -> dict[str, str]:
+    return {
+        "WWW-Authenticate": (
+            'Bearer realm="Protected by OAuth 2.0", error="insufficient_scope", '
+            'error_description="The request requires higher privileges than provided by the access token.", '
+            'scope="api"'
+        )
+    }
