@@ -73,5 +73,9 @@ class RecordStoreError(ImglifeError):
     """The record store (package registry, S3, directory) refused, failed or could not be reached."""
 
 
+class RecordStoreForbidden(RecordStoreError):
+    """The record store understood the credentials and refused the operation (HTTP 403)."""
+
+
 class RecordFormatError(RecordStoreError):
     """A stored build record is not valid JSON of the expected shape."""

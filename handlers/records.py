@@ -46,7 +46,8 @@ def purge_plan(
         by_repository[record.reference.name].append(record)
     doomed: list[BuildRecord] = []
     for group in by_repository.values():
-        group.sort(key=lambda r: r.built_at, reverse=True)
+        # built_at has one-second resolution: ties (two CI jobs in one second) go by image name.
+        group.sort(key=lambda r: (r.built_at, r.image), reverse=True)
         for record in group[keep_last or 0 :]:
             if cutoff is None or record.built_at < cutoff:
                 doomed.append(record)

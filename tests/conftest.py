@@ -1,7 +1,7 @@
 """Shared fixtures: real registries (anon, basic, token), a token server and repo names.
 
-Import helpers as ``tests.helpers.<module>`` (this file puts the project root on sys.path; do
-not import them as ``helpers.<module>``, which would load a second copy).
+Import helpers as ``tests.helpers.<module>`` (pytest's ``pythonpath`` puts the project root on
+sys.path; importing them as ``helpers.<module>`` would load a second copy).
 
 Session-scoped (shared by every test, so use ``unique_repo``/``repo_name`` for repositories):
     ``anon_registry``, ``basic_registry``, ``token_registry``, ``token_server``
@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
-
-from tests.helpers.proxy import BlobOrigin, FaultProxy  # noqa: E402
-from tests.helpers.registry import RegistryKind, RunningRegistry, start_registry  # noqa: E402
-from tests.helpers.token_server import RunningTokenServer, start_token_server  # noqa: E402
+from tests.helpers.proxy import BlobOrigin, FaultProxy
+from tests.helpers.registry import RegistryKind, RunningRegistry, start_registry
+from tests.helpers.s3 import RunningS3, start_seaweedfs, unique_bucket_name
+from tests.helpers.token_server import RunningTokenServer, start_token_server
 
 
 @pytest.fixture(scope="session")
@@ -138,13 +133,9 @@ def unique_repo(repo_name: Callable[[str], str]) -> str:
 #   ``s3_server`` (session): one SeaweedFS for the whole run, credentials enforced.
 #   ``s3_bucket`` (function): a fresh, empty, uniquely named bucket in it.
 
-from collections.abc import Iterator as _S3Iterator  # noqa: E402
-
-from tests.helpers.s3 import RunningS3, start_seaweedfs, unique_bucket_name  # noqa: E402
-
 
 @pytest.fixture(scope="session")
-def s3_server() -> _S3Iterator[RunningS3]:
+def s3_server() -> Iterator[RunningS3]:
     """One SeaweedFS S3 server for the run: ``s3_server.client()``, ``.session()``, ``.env()``."""
     with start_seaweedfs() as server:
         yield server

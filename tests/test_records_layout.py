@@ -18,6 +18,7 @@ from bot.records.layout import (
     local_file,
     object_key,
     package_name,
+    package_version,
     record_reference,
     reference_of_file,
     reference_of_key,
@@ -64,8 +65,20 @@ def test_package_layout_is_valid_on_both_forges_and_reversible():
 @pytest.mark.parametrize(("repository", "tag"), list(itertools.product(REPOSITORIES[:4], TAGS)))
 def test_every_tag_is_a_valid_package_version_and_maps_back(repository, tag):
     ref = parse_repository(repository).with_tag(tag)
-    assert GITLAB_VERSION_RE.match(tag)
-    assert record_reference(package_name(ref), tag) == ref
+    version = package_version(ref)
+    assert GITLAB_VERSION_RE.match(version)
+    assert record_reference(package_name(ref), version) == ref
+
+
+def test_tags_that_differ_only_in_case_get_different_versions():
+    # Gitea compares versions case-insensitively; Docker tags are case-sensitive.
+    repo = parse_repository("r.io/a")
+    versions = {package_version(repo.with_tag(tag)) for tag in ("v1", "V1", "v1_A", "v1_a", "Latest")}
+    assert len({v.lower() for v in versions}) == 5
+    assert package_version(repo.with_tag("1.2.0")) == "1.2.0"
+    assert package_version(repo.with_tag("V1.2")) == "+v1.2"
+    assert record_reference("r.io___a", "+v1.2") == repo.with_tag("V1.2")
+    assert record_reference("r.io___a", "+V1") is None
 
 
 def test_readable_examples_from_the_readme():

@@ -24,7 +24,10 @@ DUPLICATE_REFUSED_MESSAGE = "Duplicate package is not allowed"
 class GitLabRecordStore(PackageRecordStore):
     append_duplicates = True
     token_variable = TOKEN_VARIABLE
-    forbidden_hint = "it needs the api scope (or read/write_package_registry) and Developer access"
+    forbidden_hint = (
+        "uploads need the api scope (or write_package_registry) and the Developer role; "
+        "deleting package files needs the Maintainer role"
+    )
     not_found = f"project not found, or {TOKEN_VARIABLE} cannot see it"
 
     def __init__(

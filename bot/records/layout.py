@@ -12,8 +12,12 @@ Generic packages (GitLab and Gitea/Forgejo): package **name** = the image reposi
 Package names may only use ``[A-Za-z0-9._-]`` on both forges, so ``/`` becomes ``___`` and the
 port's ``:`` becomes ``_``. The mapping is reversible, hence collision-free: a repository path
 component can hold ``_`` or ``__`` but never three in a row (its separators are ``.``, ``_``,
-``__`` or dashes, between letters or digits), and a host name never holds ``_``. Tags are valid
-package versions on both forges as they are.
+``__`` or dashes, between letters or digits), and a host name never holds ``_``.
+
+Versions are the tag, except that Gitea compares names and versions case-insensitively while
+tags are case-sensitive (``V1`` is not ``v1``): an upper-case letter is written as ``+`` and the
+letter in lower case (``V1.2`` → ``+v1.2``). ``+`` never occurs in a tag, and both forges allow
+it in versions, so this too is reversible; lower-case tags, the usual kind, read as themselves.
 
 S3 (under the optional ``prefix``) and the local directory keep the reference's own shape, which
 needs no escaping: ``[prefix/]records/<registry>/<repository>/<tag>.json``.
@@ -21,6 +25,7 @@ needs no escaping: ``[prefix/]records/<registry>/<repository>/<tag>.json``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from bot.errors import InvalidReference
@@ -34,6 +39,9 @@ PORT_SEPARATOR = "_"
 RECORDS_DIR = "records"
 RECORD_SUFFIX = ".json"
 MAX_PACKAGE_NAME = 255
+UPPER_ESCAPE = "+"
+_UPPER_RE = re.compile(r"[A-Z]")
+_ESCAPED_RE = re.compile(r"\+([a-z])")
 
 
 def package_name(ref: ImageReference) -> str:
@@ -58,15 +66,22 @@ def repository_of_package(name: str) -> ImageReference | None:
     return ref if package_name(ref) == name else None
 
 
+def package_version(ref: ImageReference) -> str:
+    """The package version holding the record of ``ref``'s tag."""
+    return _UPPER_RE.sub(lambda m: UPPER_ESCAPE + m.group(0).lower(), str(ref.tag))
+
+
 def record_reference(package: str, version: str) -> ImageReference | None:
     """The image reference of the record stored as ``package``/``version``."""
     repo = repository_of_package(package)
     if repo is None:
         return None
+    tag = _ESCAPED_RE.sub(lambda m: m.group(1).upper(), version)
     try:
-        return repo.with_tag(version)
+        ref = repo.with_tag(tag)
     except InvalidReference:
         return None
+    return ref if package_version(ref) == version else None
 
 
 def staging_file(nonce: str) -> str:

@@ -28,14 +28,24 @@ from enum import Enum
 from typing import Any
 
 import httpx
+import structlog
 
-from bot.errors import RecordFormatError, RecordStoreError
+from bot.errors import RecordFormatError, RecordStoreError, RecordStoreForbidden
 from bot.http import new_client, send
 from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
-from bot.records.layout import RECORD_FILE, is_staging_file, package_name, record_reference, staging_file
+from bot.records.layout import (
+    RECORD_FILE,
+    is_staging_file,
+    package_name,
+    package_version,
+    record_reference,
+    staging_file,
+)
 from bot.retry import RetryPolicy
+
+log = structlog.get_logger(__name__)
 
 
 class PutOutcome(Enum):
@@ -67,6 +77,7 @@ class PackageRecordStore(ABC):
         retry: RetryPolicy | None = None,
     ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
+        self._may_delete = True
         self._token_set = bool(token)
         self._http = new_client(headers=auth_headers if token else None, max_connections=concurrency)
         self._retry = retry or RetryPolicy()
@@ -106,7 +117,7 @@ class PackageRecordStore(ABC):
 
     async def put(self, record: BuildRecord) -> None:
         key = record_key(record.image)
-        name, version, data = package_name(key), str(key.tag), record.encode()
+        name, version, data = package_name(key), package_version(key), record.encode()
         if self.append_duplicates:
             outcome, file_id = await self._put_file(name, version, RECORD_FILE, data)
             if outcome is PutOutcome.CREATED:
@@ -119,7 +130,7 @@ class PackageRecordStore(ABC):
 
     async def get(self, image: ImageReference) -> BuildRecord | None:
         key = record_key(image)
-        name, version = package_name(key), str(key.tag)
+        name, version = package_name(key), package_version(key)
         where = f"{self.description}: {name}/{version}"
         data = await self._get_file(name, version, RECORD_FILE)
         if data is None:
@@ -139,7 +150,7 @@ class PackageRecordStore(ABC):
 
     async def delete(self, image: ImageReference) -> bool:
         key = record_key(image)
-        return await self._delete_version(package_name(key), str(key.tag))
+        return await self._delete_version(package_name(key), package_version(key))
 
     async def scan(self) -> RecordScan:
         scan = RecordScan()
@@ -169,15 +180,23 @@ class PackageRecordStore(ABC):
     # -- replace strategies ------------------------------------------------------------------
 
     async def _prune(self, name: str, version: str, *, keep: int | None) -> None:
+        """Delete the older copies of the record file; readers get the newest either way."""
+        if not self._may_delete:
+            return
         copies = [
             f for f in await self._list_files(name, version) if f.name == RECORD_FILE and f.id is not None
         ]
         if not copies:
             return
         newest = keep if keep is not None else max(f.id for f in copies if f.id is not None)
-        await asyncio.gather(
-            *(self._delete_file(name, version, f) for f in copies if f.id is not None and f.id < newest)
-        )
+        try:
+            await asyncio.gather(
+                *(self._delete_file(name, version, f) for f in copies if f.id is not None and f.id < newest)
+            )
+        except RecordStoreForbidden as exc:
+            # The record is written and served; only the clean-up needs more rights.
+            self._may_delete = False
+            log.warning("record_prune_forbidden", store=self.description, error=str(exc))
 
     async def _stage_and_swap(self, name: str, version: str, data: bytes) -> None:
         staging = staging_file(uuid.uuid4().hex)
@@ -210,7 +229,7 @@ class PackageRecordStore(ABC):
             given = f"refused {variable}" if self._token_set else f"needs a token: set {variable}"
             raise RecordStoreError(f"{self.description} {given} (HTTP 401) while trying to {what}")
         if status == 403:
-            raise RecordStoreError(
+            raise RecordStoreForbidden(
                 f"{self.description}: {variable} may not {what} (HTTP 403: {message}); {self.forbidden_hint}"
             )
         if status == 404:

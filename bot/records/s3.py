@@ -22,6 +22,7 @@ from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
 from bot.records.layout import object_key, records_prefix, reference_of_key
+from bot.retry import RetryPolicy
 
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
 REFUSED_CODES = frozenset(
@@ -42,6 +43,7 @@ class S3RecordStore:
         prefix: str | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
         page_size: int = LIST_PAGE_SIZE,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._bucket = bucket
         self._page_size = page_size
@@ -58,7 +60,8 @@ class S3RecordStore:
             signature_version="s3v4",
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
-            retries={"max_attempts": 5, "mode": "standard"},
+            # botocore's standard mode retries throttling, 5xx and connection errors with backoff.
+            retries={"max_attempts": (retry or RetryPolicy()).attempts, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=concurrency,

@@ -105,6 +105,7 @@ MSG_USER_NOT_EXIST = "user does not exist [uid: 0, name: {name}]"
 MSG_OWNER_NOT_EXIST = "user redirect does not exist [name: {name}]"
 MSG_TARGET_NOT_FOUND = "The target couldn't be found."
 PLAIN_TEXT = "text/plain; charset=utf-8"
+JSON_UTF8 = f"{JSON_CONTENT_TYPE};charset=utf-8"
 
 # Scopes (models/auth/access_token_scope.go): write:X implies read:X, "all" implies everything.
 SCOPE_ALL = "all"
@@ -353,9 +354,8 @@ class FakeGitea(FakeServer):
 
     def route_not_found(self, method: str, path: str) -> HTTPFault:
         if path.startswith(API_V1 + "/"):
-            return HTTPFault(
-                404, json_body({"errors": None, "message": MSG_TARGET_NOT_FOUND, "url": self._swagger_url()})
-            )
+            body = _go_json({"errors": None, "message": MSG_TARGET_NOT_FOUND, "url": self._swagger_url()})
+            return HTTPFault(404, body, content_type=JSON_UTF8)
         return HTTPFault(404, b"404 page not found\n", content_type=PLAIN_TEXT)
 
     def default_fault_body(self, status: int) -> tuple[bytes, str]:
@@ -611,7 +611,8 @@ class FakeGitea(FakeServer):
 
     def _api_error(self, status: int, message: str) -> HTTPFault:
         """APIContext.Error: ``{"message": ..., "url": <swagger URL>}``."""
-        return HTTPFault(status, json_body({"message": message, "url": self._swagger_url()}))
+        body = _go_json({"message": message, "url": self._swagger_url()})
+        return HTTPFault(status, body, content_type=JSON_UTF8)
 
     # ------------------------------------------------------------------ auth and access
 
@@ -848,14 +849,21 @@ def _form_int(call: Call, name: str) -> int:
 
 def _ts(value: datetime) -> str:
     """Go's time.Time JSON (RFC 3339) for a UTC time with second resolution."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime("%Y") drops the zero padding of years below 1000, and
+    # Go's zero time (what non-owners see as last_login) is "0001-01-01T00:00:00Z".
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def _go_json(data: Any) -> bytes:
+    """ctx.JSON encodes with Go's json.Encoder, which ends every document with a newline."""
+    return json_body(data) + b"\n"
 
 
 def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
-        body=json_body(data) + b"\n",  # Go's json.Encoder ends every document with a newline
-        headers={"Content-Type": f"{JSON_CONTENT_TYPE};charset=utf-8", **(headers or {})},
+        body=_go_json(data),
+        headers={"Content-Type": JSON_UTF8, **(headers or {})},
     )
 
 

@@ -270,23 +270,26 @@ class FakeGitLab(FakeServer):
     # ------------------------------------------------------------------ setup helpers
 
     def add_user(
-        self, username: str, *, name: str | None = None, bot: bool = False, admin: bool = False
+        self, username: str, *, name: str | None = None, bot: bool | None = None, admin: bool | None = None
     ) -> GitLabUser:
-        """Create (or return the existing) user."""
+        """Create a user, or update the flags given for an existing one; return it."""
         with self.lock:
-            existing = self.state.users.get(username)
-            if existing is not None:
-                return existing
-            user = GitLabUser(
-                id=self.state.next_user_id,
-                username=username,
-                name=name or username.replace("_", " ").title(),
-                created_at=self.now(),
-                bot=bot,
-                admin=admin,
-            )
-            self.state.next_user_id += 1
-            self.state.users[username] = user
+            user = self.state.users.get(username)
+            if user is None:
+                user = GitLabUser(
+                    id=self.state.next_user_id,
+                    username=username,
+                    name=name or username.replace("_", " ").title(),
+                    created_at=self.now(),
+                )
+                self.state.next_user_id += 1
+                self.state.users[username] = user
+            elif name is not None:
+                user.name = name
+            if bot is not None:
+                user.bot = bot
+            if admin is not None:
+                user.admin = admin
             return user
 
     def add_token(
