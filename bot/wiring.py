@@ -19,7 +19,6 @@ from bot.records.gitea import GiteaRecordStore
 from bot.records.gitlab import GitLabRecordStore
 from bot.records.guard import ScopedRecordStore
 from bot.records.local import LocalRecordStore
-from bot.records.s3 import S3RecordStore
 
 T = TypeVar("T")
 
@@ -60,6 +59,9 @@ def record_store(config: Config, environ: Mapping[str, str], command: str) -> Re
         token = credentials.package_credentials("gitea", environ, require=require).token
         store = GiteaRecordStore(_required(registry.url, "url"), _required(registry.owner, "owner"), token)
     else:
+        # Imported here: aioboto3 costs a third of a second at start-up, and only S3 needs it.
+        from bot.records.s3 import S3RecordStore
+
         credential = credentials.package_credentials("s3", environ, require=True)
         # An explicit registry.region wins; otherwise AWS_REGION, then the default.
         explicit = "region" in registry.model_fields_set

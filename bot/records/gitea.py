@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from bot.errors import RecordStoreError
+from bot.errors import RecordStoreError, RecordStoreForbidden
+from bot.http import Response
 from bot.records import DEFAULT_CONCURRENCY
-from bot.records.packages import PackageFile, PackageRecordStore, PutOutcome, response_json
+from bot.records.packages import PackageFile, PackageRecordStore, PutOutcome
 from bot.retry import RetryPolicy
 
 TOKEN_VARIABLE = "GITEA_TOKEN"  # noqa: S105 - the variable's name
@@ -55,6 +56,16 @@ class GiteaRecordStore(PackageRecordStore):
 
     # -- transport ---------------------------------------------------------------------------
 
+    def _check(self, response: Response, what: str, *ok: int) -> None:
+        # Gitea's package registry never answers 403: a valid token without write access to the
+        # owner (or without the package scope) gets 401 "reqPackageAccess" too.
+        if response.status_code == 401 and "reqPackageAccess" in response.text and self._token_set:
+            raise RecordStoreForbidden(
+                f"{self.description}: {TOKEN_VARIABLE} may not {what} (HTTP 401 reqPackageAccess); "
+                f"{self.forbidden_hint}"
+            )
+        super()._check(response, what, *ok)
+
     async def _put_file(
         self, name: str, version: str, file: str, data: bytes
     ) -> tuple[PutOutcome, int | None]:
@@ -77,7 +88,7 @@ class GiteaRecordStore(PackageRecordStore):
         if response.status_code == 404:
             return []
         self._check(response, f"list files of {name}/{version}", 200)
-        items = response_json(response)
+        items = response.json()
         if not isinstance(items, list):
             raise RecordStoreError(f"{self.description}: list files of {name}/{version}: not a list")
         return [
@@ -108,7 +119,7 @@ class GiteaRecordStore(PackageRecordStore):
             params = {"type": "generic", "limit": str(self._page_size), "page": str(page)}
             response = await self._send("GET", self._api, params=params)
             self._check(response, "list packages", 200)
-            items = response_json(response)
+            items = response.json()
             if not isinstance(items, list):
                 raise RecordStoreError(f"{self.description}: list packages: the answer is not a list")
             received += len(items)

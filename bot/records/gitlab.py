@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from bot.errors import RecordStoreError
 from bot.records import DEFAULT_CONCURRENCY
-from bot.records.packages import PackageFile, PackageRecordStore, PutOutcome, response_json
+from bot.records.packages import PackageFile, PackageRecordStore, PutOutcome
 from bot.retry import RetryPolicy
 
 TOKEN_VARIABLE = "GITLAB_TOKEN"  # noqa: S105 - the variable's name
@@ -64,7 +64,7 @@ class GitLabRecordStore(PackageRecordStore):
         if response.status_code == 400 and DUPLICATE_REFUSED_MESSAGE in response.text:
             return PutOutcome.DUPLICATE_REFUSED, None
         self._check(response, f"upload {name}/{version}/{file}", 200, 201)
-        body = response_json(response)
+        body = response.json()
         if isinstance(body, dict) and isinstance(body.get("id"), int):
             if isinstance(body.get("package_id"), int):
                 self._package_ids[(name, version)] = body["package_id"]
@@ -157,7 +157,7 @@ class GitLabRecordStore(PackageRecordStore):
                 "GET", url, params={**params, "per_page": str(self._page_size), "page": page}
             )
             self._check(response, what, 200)
-            items = response_json(response)
+            items = response.json()
             if not isinstance(items, list):
                 raise RecordStoreError(f"{self.description}: {what}: the answer is not a list")
             for item in items:

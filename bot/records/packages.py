@@ -19,7 +19,6 @@ Subclasses provide the transport: six calls on files, versions and the package l
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
@@ -27,11 +26,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-import httpx
 import structlog
 
 from bot.errors import RecordFormatError, RecordStoreError, RecordStoreForbidden
-from bot.http import new_client, send
+from bot.http import HttpClient, Response, TransportError
 from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
@@ -79,8 +77,12 @@ class PackageRecordStore(ABC):
         self._slots = asyncio.Semaphore(concurrency)
         self._may_delete = True
         self._token_set = bool(token)
-        self._http = new_client(headers=auth_headers if token else None, max_connections=concurrency)
-        self._retry = retry or RetryPolicy()
+        self._http = HttpClient(
+            service=type(self).__name__,
+            headers=auth_headers if token else None,
+            max_connections=concurrency,
+            retry=retry,
+        )
 
     @property
     @abstractmethod
@@ -210,15 +212,13 @@ class PackageRecordStore(ABC):
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def _send(self, method: str, url: str, **kwargs: Any) -> Response:
         try:
-            return await send(
-                self._http, method, url, service=type(self).__name__, policy=self._retry, **kwargs
-            )
-        except httpx.TransportError as exc:
-            raise RecordStoreError(f"cannot reach {self.description}: {exc!r}") from exc
+            return await self._http.request(method, url, **kwargs)
+        except TransportError as exc:
+            raise RecordStoreError(f"cannot reach {self.description}: {exc}") from exc
 
-    def _check(self, response: httpx.Response, what: str, *ok: int) -> None:
+    def _check(self, response: Response, what: str, *ok: int) -> None:
         """Turn an unexpected answer into one message that says what to fix."""
         status = response.status_code
         if status in ok:
@@ -237,16 +237,9 @@ class PackageRecordStore(ABC):
         raise RecordStoreError(f"{self.description}: cannot {what}: HTTP {status} {message}".rstrip())
 
 
-def response_json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def response_message(response: httpx.Response) -> str:
+def response_message(response: Response) -> str:
     """The error message of a forge's answer (GitLab and Gitea put it in ``message``)."""
-    body = response_json(response)
+    body = response.json()
     if isinstance(body, dict):
         return str(body.get("message") or body.get("error") or "")[:200]
     return response.text.strip()[:200]

@@ -204,6 +204,24 @@ class Project:
     delete_access_level: int = MAINTAINER
     default_branch: str = "main"
     packages: list[Package] = field(default_factory=list)
+    # Indexes over `packages`, so that a project with 10,000 packages (bench/records.py)
+    # answers in constant time; keep them in step through add_package/remove_package.
+    packages_by_id: dict[int, Package] = field(default_factory=dict)
+    packages_by_key: dict[tuple[str, str, str], list[Package]] = field(default_factory=dict)
+
+    def add_package(self, package: Package) -> None:
+        self.packages.append(package)
+        self.packages_by_id[package.id] = package
+        self.packages_by_key.setdefault((package.package_type, package.name, package.version), []).append(
+            package
+        )
+
+    def remove_package(self, package: Package) -> None:
+        self.packages.remove(package)
+        self.packages_by_id.pop(package.id, None)
+        same = self.packages_by_key.get((package.package_type, package.name, package.version), [])
+        if package in same:
+            same.remove(package)
 
 
 @dataclass
@@ -495,7 +513,7 @@ class FakeGitLab(FakeServer):
                     status=status or "default",
                     created_at=now,
                 )
-                project.packages.append(package)
+                project.add_package(package)
             elif status is not None:
                 package.status = status
             package_file = PackageFile(
@@ -520,9 +538,9 @@ class FakeGitLab(FakeServer):
             found = self._newest_generic_file(project, name, version, file_name)
             if found is None:
                 raise _message(404, MSG_RECORD_NOT_FOUND)
-            for package in project.packages:
-                if package.id == found.package_id:
-                    package.last_downloaded_at = self.now()
+            downloaded = project.packages_by_id.get(found.package_id)
+            if downloaded is not None:
+                downloaded.last_downloaded_at = self.now()
             return web.Response(
                 body=found.data,
                 headers={
@@ -551,26 +569,16 @@ class FakeGitLab(FakeServer):
 
     def _generic_package_for_upload(self, project: Project, name: str, version: str) -> Package | None:
         # A package pending destruction is never reused: the upload creates a new one.
-        for package in reversed(project.packages):
-            if (
-                package.package_type == "generic"
-                and package.name == name
-                and package.version == version
-                and package.status != "pending_destruction"
-            ):
+        for package in reversed(project.packages_by_key.get(("generic", name, version), [])):
+            if package.status != "pending_destruction":
                 return package
         return None
 
     def _newest_generic_file(
         self, project: Project, name: str, version: str, file_name: str
     ) -> PackageFile | None:
-        for package in reversed(project.packages):
-            if (
-                package.package_type == "generic"
-                and package.name == name
-                and package.version == version
-                and package.status in INSTALLABLE_STATUSES
-            ):
+        for package in reversed(project.packages_by_key.get(("generic", name, version), [])):
+            if package.status in INSTALLABLE_STATUSES:
                 matching = [f for f in package.files if f.file_name == file_name]
                 return matching[-1] if matching else None
         return None
@@ -650,7 +658,7 @@ class FakeGitLab(FakeServer):
             project = self._visible_project(caller, call.params["id"])
             self._require_level(caller, project, project.delete_access_level)
             package = self._installable_package(project, int(call.params["package_id"]))
-            project.packages.remove(package)
+            project.remove_package(package)
             return web.Response(status=204)
 
     async def _list_package_files(self, call: Call) -> web.Response:
@@ -693,13 +701,13 @@ class FakeGitLab(FakeServer):
             # GitLab marks the file pending destruction; its cleanup worker then destroys the
             # package once no file is left. The fake does both at once.
             if not package.files:
-                project.packages.remove(package)
+                project.remove_package(package)
             return web.Response(status=204)
 
     def _installable_package(self, project: Project, package_id: int) -> Package:
-        for package in project.packages:
-            if package.id == package_id and package.status in INSTALLABLE_STATUSES:
-                return package
+        package = project.packages_by_id.get(package_id)
+        if package is not None and package.status in INSTALLABLE_STATUSES:
+            return package
         raise _message(404, MSG_RECORD_NOT_FOUND)
 
     # ------------------------------------------------------------------ auth and access
