@@ -315,7 +315,7 @@ async def test_gitea_reader_finds_the_staged_record_between_delete_and_upload(fa
             await store.put(record(str(ref), "new"))
         fake_gitea.clear_faults()
         assert [f for f in backend.record_files(ref) if f == RECORD_FILE] == []
-        assert any(is_staging_file(f) for f in backend.record_files(ref))
+        assert any(is_staging_file(f, RECORD_FILE) for f in backend.record_files(ref))
         assert (await store.get(ref)).revision == "new"
         assert [r.revision for r in (await store.scan()).records if r.image == str(ref)] == ["new"]
     finally:
@@ -426,10 +426,22 @@ def gitea_backend_on(url: str) -> RecordStore:
     return GiteaRecordStore(url, "someone", GITEA_TOKEN, retry=FAST_RETRY)
 
 
+async def test_documents_are_kept_beside_the_records_and_replaced(backend: Backend):
+    store = backend.make()
+    try:
+        assert await store.read_document("eol-data.yaml") is None
+        await store.write_document("eol-data.yaml", b"alpine: []\n")
+        await store.write_document("eol-data.yaml", b"alpine:\n  - cycle: '3.21'\n")
+        assert await store.read_document("eol-data.yaml") == b"alpine:\n  - cycle: '3.21'\n"
+        assert (await store.scan()).records == []  # a document is not a record
+    finally:
+        await store.aclose()
+
+
 async def test_local_store_refuses_to_write_into_a_file(tmp_path):
     (tmp_path / "records").write_text("not a directory")
     store = LocalRecordStore(tmp_path)
-    with pytest.raises(RecordStoreError, match="cannot write build record"):
+    with pytest.raises(RecordStoreError, match="cannot write .*records"):
         await store.put(record("r.io/app:1"))
 
 

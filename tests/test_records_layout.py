@@ -15,6 +15,7 @@ from bot.oci.reference import parse_reference, parse_repository
 from bot.records import BuildRecord, decode_record, format_timestamp, parse_timestamp, record_key
 from bot.records.layout import (
     RECORD_FILE,
+    is_staging_file,
     local_file,
     object_key,
     package_name,
@@ -106,9 +107,12 @@ def test_object_keys_round_trip(prefix):
         assert reference_of_key(prefix, object_key(prefix, ref)) == ref
 
 
-def test_staging_files_never_take_the_record_name():
-    assert staging_file("abc") != RECORD_FILE
-    assert PACKAGE_NAME_RE.match(staging_file("0123abcd"))
+def test_staging_files_never_take_the_real_name():
+    assert staging_file(RECORD_FILE, "abc") == "build-record.pending-abc.json"
+    assert PACKAGE_NAME_RE.match(staging_file(RECORD_FILE, "0123abcd"))
+    assert is_staging_file(staging_file("eol-data.yaml", "9f"), "eol-data.yaml")
+    assert not is_staging_file(staging_file("eol-data.yaml", "9f"), RECORD_FILE)
+    assert not is_staging_file(RECORD_FILE, RECORD_FILE)
 
 
 # -- the record format ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Contract of every backend:
 - ``put`` replaces the record of the same image; it never leaves a moment in which neither the
   old nor the new record can be read, and concurrent ``put`` calls for one image end with
   exactly one record and no error.
+- ``read_document``/``write_document`` keep other files (the EOL data) in the same store.
 - ``scan`` reads every record (following pagination to the end, with bounded concurrency) and
   reports the ones it could not read instead of failing on the first.
 """
@@ -61,5 +62,13 @@ class RecordStore(Protocol):
         ...
 
     async def scan(self) -> RecordScan: ...
+
+    async def read_document(self, name: str) -> bytes | None:
+        """A file kept beside the records (``eol-data.yaml``), or None when there is none."""
+        ...
+
+    async def write_document(self, name: str, data: bytes) -> None:
+        """Replace a document, with the same no-gap guarantee as ``put``."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -35,5 +35,13 @@ class ScopedRecordStore:
         self._scope.require(Access.PACKAGES_READ, what=f"read build records from {self.description}")
         return await self._store.scan()
 
+    async def read_document(self, name: str) -> bytes | None:
+        self._scope.require(Access.PACKAGES_READ, what=f"read {name} from {self.description}")
+        return await self._store.read_document(name)
+
+    async def write_document(self, name: str, data: bytes) -> None:
+        self._scope.require(Access.PACKAGES_WRITE, what=f"write {name} to {self.description}")
+        await self._store.write_document(name, data)
+
     async def aclose(self) -> None:
         await self._store.aclose()

@@ -32,8 +32,13 @@ from bot.errors import InvalidReference
 from bot.oci.reference import ImageReference, parse_repository
 
 RECORD_FILE = "build-record.json"
-# A record written under this name first, then renamed into place (stores that cannot overwrite).
-STAGING_PREFIX = "build-record.pending-"
+# A file written under a staging name first, then put in place (stores that cannot overwrite):
+# build-record.json -> build-record.pending-<nonce>.json.
+STAGING_MARK = ".pending-"
+# Documents (eol-data.yaml) live beside the records: one generic package, or one folder.
+DOCUMENT_PACKAGE = "imglife"
+DOCUMENT_VERSION = "data"
+DOCUMENTS_DIR = "imglife"
 PATH_SEPARATOR = "___"
 PORT_SEPARATOR = "_"
 RECORDS_DIR = "records"
@@ -84,12 +89,25 @@ def record_reference(package: str, version: str) -> ImageReference | None:
     return ref if package_version(ref) == version else None
 
 
-def staging_file(nonce: str) -> str:
-    return f"{STAGING_PREFIX}{nonce}{RECORD_SUFFIX}"
+def staging_file(file: str, nonce: str) -> str:
+    stem, dot, suffix = file.rpartition(".")
+    return f"{stem}{STAGING_MARK}{nonce}.{suffix}" if dot else f"{file}{STAGING_MARK}{nonce}"
 
 
-def is_staging_file(file_name: str) -> bool:
-    return file_name.startswith(STAGING_PREFIX) and file_name.endswith(RECORD_SUFFIX)
+def is_staging_file(candidate: str, file: str) -> bool:
+    """Whether ``candidate`` is a staging name of ``file``."""
+    stem, dot, suffix = file.rpartition(".")
+    head, tail = (f"{stem}{STAGING_MARK}", f".{suffix}") if dot else (f"{file}{STAGING_MARK}", "")
+    return candidate.startswith(head) and candidate.endswith(tail) and len(candidate) > len(head) + len(tail)
+
+
+def document_key(prefix: str | None, name: str) -> str:
+    base = (prefix or "").strip("/")
+    return f"{base}/{DOCUMENTS_DIR}/{name}" if base else f"{DOCUMENTS_DIR}/{name}"
+
+
+def local_document(root: Path, name: str) -> Path:
+    return root / DOCUMENTS_DIR / name
 
 
 def records_prefix(prefix: str | None) -> str:

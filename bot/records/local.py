@@ -16,7 +16,7 @@ from bot.errors import RecordFormatError, RecordStoreError
 from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
-from bot.records.layout import RECORD_SUFFIX, RECORDS_DIR, local_file, reference_of_file
+from bot.records.layout import RECORD_SUFFIX, RECORDS_DIR, local_document, local_file, reference_of_file
 
 
 class LocalRecordStore:
@@ -47,17 +47,26 @@ class LocalRecordStore:
                 Path(temporary).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise RecordStoreError(f"cannot write build record {path}: {exc.strerror or exc}") from exc
+            raise RecordStoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
     async def get(self, image: ImageReference) -> BuildRecord | None:
         path = local_file(self._root, record_key(image))
+        data = await self._read(path)
+        return None if data is None else decode_record(data, where=str(path))
+
+    async def read_document(self, name: str) -> bytes | None:
+        return await self._read(local_document(self._root, name))
+
+    async def write_document(self, name: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write, local_document(self._root, name), data)
+
+    async def _read(self, path: Path) -> bytes | None:
         try:
-            data = await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise RecordStoreError(f"cannot read build record {path}: {exc.strerror or exc}") from exc
-        return decode_record(data, where=str(path))
+            raise RecordStoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
     async def delete(self, image: ImageReference) -> bool:
         path = local_file(self._root, record_key(image))

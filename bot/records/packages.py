@@ -34,6 +34,8 @@ from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
 from bot.records.layout import (
+    DOCUMENT_PACKAGE,
+    DOCUMENT_VERSION,
     RECORD_FILE,
     is_staging_file,
     package_name,
@@ -119,36 +121,25 @@ class PackageRecordStore(ABC):
 
     async def put(self, record: BuildRecord) -> None:
         key = record_key(record.image)
-        name, version, data = package_name(key), package_version(key), record.encode()
-        if self.append_duplicates:
-            outcome, file_id = await self._put_file(name, version, RECORD_FILE, data)
-            if outcome is PutOutcome.CREATED:
-                await self._prune(name, version, keep=file_id)
-                return
-            if outcome is not PutOutcome.DUPLICATE_REFUSED:
-                raise RecordStoreError(f"{self.description}: could not upload {name}/{version}/{RECORD_FILE}")
-            self.append_duplicates = False
-        await self._stage_and_swap(name, version, data)
+        await self._replace_file(package_name(key), package_version(key), RECORD_FILE, record.encode())
 
     async def get(self, image: ImageReference) -> BuildRecord | None:
         key = record_key(image)
         name, version = package_name(key), package_version(key)
-        where = f"{self.description}: {name}/{version}"
-        data = await self._get_file(name, version, RECORD_FILE)
+        data = await self._read_file(name, version, RECORD_FILE)
         if data is None:
-            # A replace on a registry without overwrite is between deleting the old file and
-            # uploading the new one: the record is in its staging file.
-            staged = [f for f in await self._list_files(name, version) if is_staging_file(f.name)]
-            if not staged:
-                return None
-            newest = max(staged, key=lambda f: (f.id or 0, f.name))
-            data = await self._get_file(name, version, newest.name)
-            if data is None:
-                return None
+            return None
+        where = f"{self.description}: {name}/{version}"
         record = decode_record(data, where=where)
         if record.image != str(key):
             raise RecordFormatError(f"{where}: holds the record of {record.image}, not of {key}")
         return record
+
+    async def read_document(self, name: str) -> bytes | None:
+        return await self._read_file(DOCUMENT_PACKAGE, DOCUMENT_VERSION, name)
+
+    async def write_document(self, name: str, data: bytes) -> None:
+        await self._replace_file(DOCUMENT_PACKAGE, DOCUMENT_VERSION, name, data)
 
     async def delete(self, image: ImageReference) -> bool:
         key = record_key(image)
@@ -181,33 +172,59 @@ class PackageRecordStore(ABC):
 
     # -- replace strategies ------------------------------------------------------------------
 
-    async def _prune(self, name: str, version: str, *, keep: int | None) -> None:
-        """Delete the older copies of the record file; readers get the newest either way."""
+    async def _replace_file(self, name: str, version: str, file: str, data: bytes) -> None:
+        if self.append_duplicates:
+            outcome, file_id = await self._put_file(name, version, file, data)
+            if outcome is PutOutcome.CREATED:
+                await self._prune(name, version, file, keep=file_id)
+                return
+            if outcome is not PutOutcome.DUPLICATE_REFUSED:
+                raise RecordStoreError(f"{self.description}: could not upload {name}/{version}/{file}")
+            self.append_duplicates = False
+        await self._stage_and_swap(name, version, file, data)
+
+    async def _read_file(self, name: str, version: str, file: str) -> bytes | None:
+        data = await self._get_file(name, version, file)
+        if data is not None:
+            return data
+        # A replace on a registry without overwrite is between deleting the old file and
+        # uploading the new one: the content is in its staging file.
+        staged = [f for f in await self._list_files(name, version) if is_staging_file(f.name, file)]
+        if not staged:
+            return None
+        newest = max(staged, key=lambda f: (f.id or 0, f.name))
+        return await self._get_file(name, version, newest.name)
+
+    async def _prune(self, name: str, version: str, file: str, *, keep: int | None) -> None:
+        """Delete the older copies of ``file``; readers get the newest either way."""
         if not self._may_delete:
             return
-        copies = [
-            f for f in await self._list_files(name, version) if f.name == RECORD_FILE and f.id is not None
-        ]
-        if not copies:
-            return
-        newest = keep if keep is not None else max(f.id for f in copies if f.id is not None)
+        # The file is written and served from here on: a failing clean-up is worth a warning
+        # (the next write prunes again), not a failed registration.
         try:
+            copies = [f for f in await self._list_files(name, version) if f.name == file and f.id is not None]
+            if not copies:
+                return
+            newest = keep if keep is not None else max(f.id for f in copies if f.id is not None)
             await asyncio.gather(
                 *(self._delete_file(name, version, f) for f in copies if f.id is not None and f.id < newest)
             )
         except RecordStoreForbidden as exc:
-            # The record is written and served; only the clean-up needs more rights.
             self._may_delete = False
             log.warning("record_prune_forbidden", store=self.description, error=str(exc))
+        except RecordStoreError as exc:
+            log.warning(
+                "record_prune_failed", store=self.description, package=f"{name}/{version}", error=str(exc)
+            )
 
-    async def _stage_and_swap(self, name: str, version: str, data: bytes) -> None:
-        staging = staging_file(uuid.uuid4().hex)
+    async def _stage_and_swap(self, name: str, version: str, file: str, data: bytes) -> None:
+        staging = staging_file(file, uuid.uuid4().hex)
         outcome, staging_id = await self._put_file(name, version, staging, data)
         if outcome is not PutOutcome.CREATED:
             raise RecordStoreError(f"{self.description}: could not upload {name}/{version}/{staging}")
-        for old in [f for f in await self._list_files(name, version) if f.name == RECORD_FILE]:
+        for old in [f for f in await self._list_files(name, version) if f.name == file]:
             await self._delete_file(name, version, old)
-        await self._put_file(name, version, RECORD_FILE, data)
+        await self._put_file(name, version, file, data)
         await self._delete_file(name, version, PackageFile(staging, staging_id))
 
     # -- HTTP --------------------------------------------------------------------------------

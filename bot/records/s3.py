@@ -32,7 +32,7 @@ from bot.http import HttpClient, TransportError
 from bot.oci.reference import ImageReference
 from bot.records import DEFAULT_CONCURRENCY, RecordScan
 from bot.records.codec import BuildRecord, decode_record, record_key
-from bot.records.layout import object_key, records_prefix, reference_of_key
+from bot.records.layout import document_key, object_key, records_prefix, reference_of_key
 from bot.retry import RetryPolicy
 
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
@@ -112,6 +112,14 @@ class S3RecordStore:
         await self._stack.aclose()
         await self._http.aclose()
         self._client = None
+
+    async def read_document(self, name: str) -> bytes | None:
+        return await self._read(document_key(self._prefix, name))
+
+    async def write_document(self, name: str, data: bytes) -> None:
+        key = document_key(self._prefix, name)
+        s3 = await self._s3()
+        await self._call("write", key, s3.put_object(Bucket=self._bucket, Key=key, Body=data))
 
     async def put(self, record: BuildRecord) -> None:
         key = object_key(self._prefix, record_key(record.image))

@@ -1,0 +1,1 @@
+"""Lifecycle: EOL data (format and status), the endoflife.date client, and base-image facts."""
