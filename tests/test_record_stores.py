@@ -441,7 +441,7 @@ async def test_documents_are_kept_beside_the_records_and_replaced(backend: Backe
 async def test_local_store_refuses_to_write_into_a_file(tmp_path):
     (tmp_path / "records").write_text("not a directory")
     store = LocalRecordStore(tmp_path)
-    with pytest.raises(RecordStoreError, match="cannot write .*records"):
+    with pytest.raises(RecordStoreError, match=r"cannot write .*records"):
         await store.put(record("r.io/app:1"))
 
 
