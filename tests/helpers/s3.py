@@ -458,7 +458,10 @@ def start_seaweedfs(
         config_path.write_text(_s3_json(access_key, secret))
         config_path.chmod(0o600)
         if isolate_tmp is None:
-            isolated = _can_isolate_tmp(private_tmp)
+            # A private /tmp hides everything under the real /tmp, weed itself included when
+            # the checkout (and so its venv) lives there, as CI clones often do.
+            under_tmp = any(Path(p).resolve().is_relative_to("/tmp") for p in (weed_binary(), sys.prefix))
+            isolated = not under_tmp and _can_isolate_tmp(private_tmp)
         elif isolate_tmp and not _can_isolate_tmp(private_tmp):
             raise ProcessStartError(
                 "isolate_tmp=True but `unshare --mount` + `mount --bind` is not permitted"
