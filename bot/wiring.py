@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from bot.config import Config, insecure_hosts
 from bot.credentials import Access, CredentialResolver, CredentialScope, ScopedCredentials
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ImglifeError
+from bot.http import HttpClient, TransportError
 from bot.oci.client import RegistryClient
 from bot.records import RecordStore
 from bot.records.gitea import GiteaRecordStore
@@ -21,6 +23,11 @@ from bot.records.guard import ScopedRecordStore
 from bot.records.local import LocalRecordStore
 
 T = TypeVar("T")
+# provider -> (variable, header, value template): how a forge's raw-file URLs authenticate.
+FORGE_TOKEN_HEADERS = {
+    "gitlab": ("GITLAB_TOKEN", "PRIVATE-TOKEN", "{}"),
+    "gitea": ("GITEA_TOKEN", "Authorization", "token {}"),
+}
 
 
 def _required(value: T | None, key: str) -> T:
@@ -40,7 +47,7 @@ def registry_client(config: Config | None, environ: Mapping[str, str], command: 
 
 def record_store(config: Config, environ: Mapping[str, str], command: str) -> RecordStore:
     """The build-record store named by ``registry.provider``, limited to ``command``'s scope."""
-    scope = CredentialScope.for_command(command)
+    scope = CredentialScope.for_command(command, eol_target=config.lifecycle.eol_target)
     credentials = ScopedCredentials(CredentialResolver(environ), scope)
     registry = config.registry
     # Reads of a public project may go without a token; writes need one, and say so up front.
@@ -74,3 +81,38 @@ def record_store(config: Config, environ: Mapping[str, str], command: str) -> Re
             prefix=registry.prefix,
         )
     return ScopedRecordStore(store, scope)
+
+
+class UrlFetcher:
+    """GET a file by URL (``check --config-url``); the forge token goes only to the forge's origin."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
+        self._http = HttpClient(service="fetch", max_connections=4)
+        self._origin: tuple[str, str] | None = None
+        self._auth: dict[str, str] = {}
+        registry = config.registry
+        forge_url = registry.api_url or registry.url
+        header = FORGE_TOKEN_HEADERS.get(registry.provider)
+        if header is not None and forge_url and environ.get(header[0]):
+            variable, name, template = header
+            self._origin, self._auth = _origin(forge_url), {name: template.format(environ[variable])}
+
+    async def __call__(self, url: str) -> bytes:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ImglifeError(f"cannot fetch {url}: only http:// and https:// URLs are supported")
+        headers = self._auth if self._origin is not None and _origin(url) == self._origin else None
+        try:
+            response = await self._http.request("GET", url, headers=headers)
+        except TransportError as exc:
+            raise ImglifeError(f"cannot fetch {url}: {exc}") from exc
+        if response.status_code != 200:
+            raise ImglifeError(f"cannot fetch {url}: HTTP {response.status_code}")
+        return response.content
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()

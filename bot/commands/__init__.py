@@ -1,8 +1,15 @@
 """The commands of the CLI; the order here is the order of ``imglife --help``."""
 
-from bot.commands import app, inspect, register
+from bot.commands import app, check, eol, inspect, register, status
 from bot.commands.base import Command, Invocation
 
-COMMANDS: tuple[Command, ...] = (register.COMMAND, app.COMMAND, inspect.COMMAND)
+COMMANDS: tuple[Command, ...] = (
+    check.COMMAND,
+    register.COMMAND,
+    status.COMMAND,
+    eol.COMMAND,
+    app.COMMAND,
+    inspect.COMMAND,
+)
 
 __all__ = ["COMMANDS", "Command", "Invocation"]

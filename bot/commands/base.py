@@ -37,6 +37,13 @@ class Invocation:
             return None
         return load_config(path)
 
+    def shown(self, location: str | Path) -> str:
+        """A path as people want to read it: relative to the working directory when inside it."""
+        path = Path(location)
+        if path.is_absolute() and path.is_relative_to(self.cwd):
+            return str(path.relative_to(self.cwd))
+        return str(location)
+
     def say(self, text: str = "") -> None:
         """A line for people, on stdout."""
         self.stdout.write(text + "\n")
