@@ -132,7 +132,7 @@ def test_unknown_base_is_unknown_and_fails_strict_listing_the_known_bases(projec
     assert code == 0
     assert result["eol_status"] == "unknown"
     assert (result["latest"], result["up_to_date"], result["eol_date"]) == (None, None, None)
-    code, out, err = run(
+    code, _, err = run(
         ["--config", str(project), "check", "--base", "registry.example.com/bases/debian:12", "--strict"]
     )
     assert code == 1
@@ -194,7 +194,7 @@ def file_server() -> Iterator[tuple[str, dict[str, bytes], list[dict[str, str]]]
     seen: list[dict[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):
             seen.append({k.lower(): v for k, v in self.headers.items()})
             body = files.get(self.path.split("?")[0])
             self.send_response(200 if body is not None else 404)

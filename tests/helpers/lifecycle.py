@@ -44,10 +44,10 @@ build:
   core_version: "1.2.0"
   registry: {REGISTRY}/bases
   images:
-    - {{name: alpine, folder: images/alpine, type: core, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
-    - {{name: node, folder: images/node, type: spe, mirror_image: {REGISTRY}/mirrors/node, version: "22.11.0"}}
-    - {{name: golang, folder: images/golang, type: core, mirror_image: {REGISTRY}/mirrors/golang, version: "1.23.4"}}
-    - {{name: alpine-dev, folder: images/alpine-dev, type: spe-dev, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
+    - {{name: alpine, type: core, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
+    - {{name: node, type: spe, mirror_image: {REGISTRY}/mirrors/node, version: "22.11.0"}}
+    - {{name: golang, type: core, mirror_image: {REGISTRY}/mirrors/golang, version: "1.23.4"}}
+    - {{name: alpine-dev, type: spe-dev, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
 lifecycle:
   eol_provider: endoflife
   eol_data_file: {eol_file}
