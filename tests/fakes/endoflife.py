@@ -45,6 +45,7 @@ __all__ = [
     "STATES",
     "WARNING",
     "FakeEndOfLife",
+    "ProductMeta",
     "default_cycle",
     "default_products",
 ]
@@ -147,13 +148,14 @@ DEFAULT_META: Final[Mapping[str, ProductMeta]] = {
     "ubuntu": ProductMeta("Ubuntu", "os", "https://wiki.ubuntu.com/{camel}/ReleaseNotes/"),
 }
 
-# v1 column labels (labels.eol is required; the others are null when the column is absent).
+# v1 column labels: stand-ins for the site's per-product wording (labels.eol is required, the
+# others are null when no cycle of the product has that column).
 LABEL_EOAS = "Active Support"
 LABEL_EOL = "Security Support"
 LABEL_EOES = "Extended Support"
 LABEL_DISCONTINUED = "Discontinued"
 LTS_LABEL = "LTS"
-# _plugins/product-data-enricher.rb: a boolean eol/discontinued counts as this many days.
+# _plugins/product-data-enricher.rb: a boolean phase counts as this many days from today.
 FAR = 4096
 
 
@@ -248,9 +250,7 @@ def _link(product: str, cycle: str, latest: str, codename: str | None) -> str | 
 
 def _json_default(value: Any) -> str:
     # Tests may hand in date objects; upstream writes them as YYYY-MM-DD.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
+    if isinstance(value, date):  # datetime included
         return value.isoformat()
     raise TypeError(f"not JSON serialisable: {value!r}")
 
