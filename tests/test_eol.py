@@ -238,3 +238,12 @@ def test_nothing_to_notify_sends_nothing(tmp_path, receivers):
     assert "no message sent" in out
     assert slack.texts == []
     assert hook.payloads == []
+
+
+def test_an_api_that_keeps_failing_fails_the_run(tmp_path, endoflife):
+    config = project_using(tmp_path, endoflife)
+    endoflife.fail_next("GET", r"/api/go\.json", 500, times=None)
+    code, _, err = run(["--config", str(config), "eol", "update"])
+    assert code == 1
+    assert "api/go.json answered HTTP 500" in err
+    assert not (tmp_path / "eol-data.yaml").exists()

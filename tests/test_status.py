@@ -162,3 +162,44 @@ def test_markdown_helpers_neutralise_mentions_and_markup():
     assert md_text("a|b\nc") == "a\\|b c"
     assert md_code("r.io/a:1") == "`r.io/a:1`"
     assert md_code("evil`code") == "evil\\`code"
+
+
+@pytest.mark.parametrize("backend", ["s3", "gitea"])
+def test_status_reads_records_from_s3_and_gitea(tmp_path, request, backend):
+    from bot.credentials import PackageRegistryCredential
+    from bot.records.gitea import GiteaRecordStore
+    from bot.records.s3 import S3RecordStore
+    from tests.fakes.gitea import FakeGitea
+
+    async def fill(store) -> None:
+        try:
+            await asyncio.gather(*(store.put(r) for r in RECORDS))
+        finally:
+            await store.aclose()
+
+    if backend == "s3":
+        server, bucket = request.getfixturevalue("s3_server"), request.getfixturevalue("s3_bucket")
+        registry = f"registry:\n  provider: s3\n  url: {server.endpoint}\n  bucket: {bucket}\n"
+        credential = PackageRegistryCredential(
+            provider="s3", source="env", access_key_id=server.access_key, secret_access_key=server.secret_key
+        )
+        asyncio.run(fill(S3RecordStore(bucket, credential, endpoint=server.endpoint)))
+        config = write_project(tmp_path, TODAY, registry=registry)
+        code, out, err = run(["--config", str(config), "status", "--output", "json"], server.env())
+    else:
+        token = "gitea-status-" + secrets.token_hex(6)
+        with FakeGitea() as fake:
+            fake.add_token(token, "ci")
+            fake.add_org("platform", members={"ci": "write"})
+            registry = (
+                f"registry:\n  provider: gitea\n  url: {fake.url}\n  owner: platform\n  repo: base-images\n"
+            )
+            asyncio.run(fill(GiteaRecordStore(fake.url, "platform", token)))
+            config = write_project(tmp_path, TODAY, registry=registry)
+            code, out, err = run(
+                ["--config", str(config), "status", "--output", "json"], {"GITEA_TOKEN": token}
+            )
+    assert code == 0, err
+    report = json.loads(out)
+    assert sum(len(b["applications"]) for b in report["bases"]) == 5
+    assert [r["image"] for r in report["orphaned_records"]] == ["registry.example.com/apps/old:1.0.0"]
