@@ -8,6 +8,7 @@ not name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -116,3 +117,14 @@ class UrlFetcher:
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc.lower()
+
+
+def lifecycle_sources(
+    stack: AsyncExitStack, config: Config, environ: Mapping[str, str], command: str
+) -> tuple[RecordStore, UrlFetcher]:
+    """The store and URL fetcher that check, status and eol notify read from, closed with ``stack``."""
+    store = record_store(config, environ, command)
+    stack.push_async_callback(store.aclose)
+    fetch = UrlFetcher(config, environ)
+    stack.push_async_callback(fetch.aclose)
+    return store, fetch

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from bot.commands.base import Command, Invocation
 from bot.errors import EXIT_FAILURE, EXIT_OK
 from bot.lifecycle.eoldata import critical_days
-from bot.wiring import UrlFetcher, record_store
+from bot.wiring import lifecycle_sources
 from handlers import sources
 from handlers.check import CheckResult, check_base
 
@@ -55,10 +55,7 @@ async def _run(invocation: Invocation) -> int:
     args = invocation.args
     local = invocation.config()
     async with AsyncExitStack() as stack:
-        store = record_store(local, invocation.environ, COMMAND_NAME)
-        stack.push_async_callback(store.aclose)
-        fetch = UrlFetcher(local, invocation.environ)
-        stack.push_async_callback(fetch.aclose)
+        store, fetch = lifecycle_sources(stack, local, invocation.environ, COMMAND_NAME)
         config, _ = await sources.base_images_config(
             local, invocation.config_path(), config_url=args.config_url, fetch=fetch, store=store
         )

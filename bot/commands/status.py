@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from bot.commands.base import Command, Invocation
 from bot.errors import EXIT_FAILURE, EXIT_OK
 from bot.lifecycle.eoldata import critical_days
-from bot.wiring import UrlFetcher, record_store
+from bot.wiring import lifecycle_sources
 from handlers import sources
 from handlers.status import StatusReport, build_report, render_json, render_markdown, render_text
 
@@ -30,10 +30,7 @@ async def gather_report(invocation: Invocation, command: str) -> StatusReport:
     """Config, EOL data and every build record, judged: shared with ``eol notify``."""
     config = invocation.config()
     async with AsyncExitStack() as stack:
-        store = record_store(config, invocation.environ, command)
-        stack.push_async_callback(store.aclose)
-        fetch = UrlFetcher(config, invocation.environ)
-        stack.push_async_callback(fetch.aclose)
+        store, fetch = lifecycle_sources(stack, config, invocation.environ, command)
         eol, loaded = await sources.eol_data(config, eol_url=None, fetch=fetch, store=store)
         scan = await store.scan()
     return build_report(
