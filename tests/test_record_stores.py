@@ -546,3 +546,30 @@ def test_missing_store_credentials_for_a_write_say_which_variable(fake_gitlab, t
     assert code == 2
     assert "GITLAB_TOKEN" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["gitlab", "gitea"])
+async def test_a_full_store_refuses_the_write_clearly_and_keeps_the_old_record(fake_gitlab, fake_gitea, kind):
+    backend, fake = (
+        (gitlab_backend(fake_gitlab), fake_gitlab)
+        if kind == "gitlab"
+        else (gitea_backend(fake_gitea), fake_gitea)
+    )
+    ref = parse_reference("registry.example.com/apps/full:1")
+    store = backend.make()
+    try:
+        await store.put(record(str(ref), "old"))
+        # GitLab answers 400 "File is too large" over the size/quota limit; Gitea 413 over its quota.
+        status, body = (
+            (400, {"message": "400 Bad request - File is too large"})
+            if kind == "gitlab"
+            else (413, "quota exceeded")
+        )
+        fake.fail_next("PUT", r"/generic/", status, times=None, body=body)
+        with pytest.raises(RecordStoreError) as info:
+            await store.put(record(str(ref), "new"))
+        fake.clear_faults()
+        assert str(status) in str(info.value)
+        assert (await store.get(ref)).revision == "old"
+    finally:
+        await store.aclose()
