@@ -1,0 +1,1 @@
+"""The bot as a server: webhook receiver, job queue, de-duplication, metrics."""
