@@ -1,0 +1,152 @@
+"""The webhook receiver: verify, parse, de-duplicate, enqueue, answer — no forge or registry call inside.
+
+Status codes (SPEC §6.1): 401 for a missing or wrong secret and when that forge's secret is not
+configured (fail closed); 413 above the body limit; 400 for a body that is not a JSON object;
+415 for a Gitea hook sending form data; 2xx for every authentic delivery, ignored ones included,
+because GitLab disables hooks that keep failing. ``dispatch`` decides what work an event means; it
+returns ``(ordering key, job name, job)`` triples and must itself not wait on the network.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from bot.forges.gitea_hooks import parse_gitea
+from bot.forges.gitlab_hooks import parse_gitlab
+from bot.forges.webhooks import WebhookRejected
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.events import Forge, ForgeEvent
+from bot.server.dedupe import Deduplicator
+from bot.server.jobs import Job, JobQueue
+from bot.server.metrics import Metrics
+
+DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitLab's own cap on webhook bodies
+DEFAULT_DRAIN_SECONDS = 30.0
+
+Work = tuple[str, str, Job]  # (ordering key, job name, job)
+Dispatch = Callable[[ForgeEvent], Sequence[Work]]
+Parser = Callable[..., ForgeEvent | None]
+
+QUEUE = web.AppKey("queue", JobQueue)
+METRICS = web.AppKey("metrics", Metrics)
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    gitlab_secret: str | None
+    gitea_secret: str | None
+    workers: int = 4
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+
+    def secret(self, forge: Forge) -> str | None:
+        return self.gitlab_secret if forge is Forge.GITLAB else self.gitea_secret
+
+
+PARSERS: Mapping[Forge, Parser] = {Forge.GITLAB: parse_gitlab, Forge.GITEA: parse_gitea}
+
+
+def _answer(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text + "\n")
+
+
+def _receiver(
+    forge: Forge, settings: ReceiverSettings, dispatch: Dispatch, dedupe: Deduplicator
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    parse = PARSERS[forge]
+
+    async def receive(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(forge=str(forge))
+        metrics, queue = request.app[METRICS], request.app[QUEUE]
+        event_name, outcome = "unknown", "accepted"
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                outcome = "too_large"
+                return _answer(413, f"body larger than {settings.max_body_bytes} bytes")
+            try:
+                event = parse(request.headers, body, secret=settings.secret(forge))
+            except WebhookRejected as exc:
+                outcome = "rejected"
+                log.warning("webhook_rejected", status=exc.status, reason=exc.reason)
+                return _answer(exc.status, exc.reason)
+            if event is None:
+                outcome = "ignored"
+                return _answer(202, "ignored")
+            event_name = str(event.kind)
+            structlog.contextvars.bind_contextvars(
+                delivery_id=event.delivery_id, project=event.repo.path, event=event_name
+            )
+            keys = [event.content_key]
+            if event.idempotency_key:
+                keys.append(f"{forge}:idempotency:{event.idempotency_key}")
+            if not dedupe.first_time(*keys):
+                outcome = "duplicate"
+                return _answer(200, "duplicate")
+            work = dispatch(event)
+            if not work:
+                outcome = "ignored"
+                return _answer(202, "ignored")
+            if not queue.accepting:
+                outcome = "draining"
+                return _answer(503, "shutting down")
+            for key, name, job in work:
+                queue.submit(key, job, name=name)
+            metrics.queue_depth.set(queue.depth)
+            return _answer(202, "accepted")
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.deliveries.labels(str(forge), event_name, outcome).inc()
+            metrics.ack_seconds.labels(str(forge)).observe(seconds)
+            log.info("webhook_received", outcome=outcome, duration_ms=round(seconds * 1000, 2))
+
+    return receive
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return _answer(200, "ok")
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if request.app[QUEUE].accepting:
+        return _answer(200, "ready")
+    return _answer(503, "draining")
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    metrics.queue_depth.set(request.app[QUEUE].depth)
+    return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(
+    settings: ReceiverSettings, *, dispatch: Dispatch, dedupe: Deduplicator | None = None
+) -> web.Application:
+    """The aiohttp application; the job queue starts with the app and drains on shutdown."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[METRICS] = Metrics.create()
+    app[QUEUE] = queue = JobQueue(workers=settings.workers)
+    memory = dedupe or Deduplicator()
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        queue.start()
+        yield
+        await queue.drain(settings.drain_seconds)
+
+    app.cleanup_ctx.append(lifecycle)
+    for forge in Forge:
+        app.router.add_post(f"/webhooks/{forge}", _receiver(forge, settings, dispatch, memory))
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    return app
