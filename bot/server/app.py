@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
-from bot.forges.gitea_hooks import parse_gitea
-from bot.forges.gitlab_hooks import parse_gitlab
-from bot.forges.webhooks import WebhookRejected
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.events import Forge, ForgeEvent
+from bot.forges.gitea_hooks import parse_gitea
+from bot.forges.gitlab_hooks import parse_gitlab
+from bot.forges.webhooks import WebhookRejected
 from bot.server.dedupe import Deduplicator
 from bot.server.jobs import Job, JobQueue
 from bot.server.metrics import Metrics
