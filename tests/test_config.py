@@ -921,3 +921,19 @@ def test_full_example_sets_every_key() -> None:
         "registry.prefix",
     }
     assert known - given == other_providers | {"registry.path"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("registry:\n  provider: local\nwhen: 2001-13-01\n", "a value cannot be read"),
+        ("registry:\n  provider: local\nx: 0x_\n", "a value cannot be read"),
+        ("registry: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    ],
+)
+def test_yaml_values_that_cannot_be_constructed_are_config_errors(tmp_path, text, fragment):
+    path = tmp_path / "imglife.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert fragment in str(info.value)

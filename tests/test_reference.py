@@ -83,3 +83,8 @@ def test_repository_names_refuse_tags_and_digests():
         parse_repository("alpine:3")
     with pytest.raises(InvalidReference, match="without digest"):
         parse_repository(f"alpine@{DIGEST}")
+
+
+def test_tags_are_ascii_only():
+    with pytest.raises(InvalidReference, match="invalid tag"):
+        parse_reference("r.io/app:\uff11")  # a fullwidth digit matches \w, not the OCI grammar

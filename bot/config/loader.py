@@ -486,6 +486,13 @@ def parse_config(text: str, source: str, base_dir: Path) -> Config:
         raise ConfigError([MSG_NOT_YAML.format(where=where, problem=problem)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([MSG_NOT_YAML.format(where=source, problem=exc)]) from None
+    except ValueError as exc:
+        # PyYAML's constructors raise plain ValueError for values that look typed but are not
+        # (a date 2001-13-01, an int 0x_).
+        problem = f"a value cannot be read: {exc}"
+        raise ConfigError([MSG_NOT_YAML.format(where=source, problem=problem)]) from None
+    except RecursionError:
+        raise ConfigError([MSG_NOT_YAML.format(where=source, problem=MSG_TOO_DEEP)]) from None
     if parsed.data is None and not parsed.problems:
         raise ConfigError([MSG_EMPTY.format(path=source)])
     if not isinstance(parsed.data, dict):
