@@ -28,7 +28,7 @@ from typing import Any, Final, NoReturn
 
 import yaml
 
-from bot.config.loader import ParsedYaml, Problem, parse_yaml
+from bot.config.loader import ParsedYaml, Problem, describe_value, parse_yaml
 from bot.config.schema import KeyPath
 from bot.errors import ConfigError, InvalidReference
 from bot.oci.reference import parse_repository
@@ -89,23 +89,6 @@ class RepoConfigError(ConfigError):
     """``.imglife.yml`` is invalid; ``problems`` holds one ``SOURCE:LINE:COL: path: message`` each."""
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        shown = value if len(value) <= MAX_SHOWN_VALUE else value[: MAX_SHOWN_VALUE - 3] + "..."
-        return f"the string {shown!r}"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"a {type(value).__name__}"
-
-
 class _Validator:
     def __init__(self, parsed: ParsedYaml) -> None:
         self.parsed = parsed
@@ -128,7 +111,7 @@ class _Validator:
         """The string items of list ``key`` with their indexes; problems for everything else."""
         value = data.get(key)
         if not isinstance(value, list):
-            self.problem((key,), MSG_EXPECTED_LIST.format(what=what, got=_describe(value)))
+            self.problem((key,), MSG_EXPECTED_LIST.format(what=what, got=describe_value(value)))
             return []
         if len(value) > limit:
             self.problem((key,), MSG_TOO_MANY.format(limit=limit, count=len(value)))
@@ -138,7 +121,7 @@ class _Validator:
             if isinstance(item, str):
                 items.append((index, item))
             else:
-                self.problem((key, index), MSG_EXPECTED_STRING.format(got=_describe(item)))
+                self.problem((key, index), MSG_EXPECTED_STRING.format(got=describe_value(item)))
         return items
 
     def images(self, data: dict[str, Any]) -> tuple[str, ...]:
@@ -207,14 +190,14 @@ class _Validator:
             return CheckSettings()
         if not isinstance(section, dict):
             keys = ", ".join(CHECK_KEYS)
-            self.problem(("check",), MSG_EXPECTED_MAPPING.format(keys=keys, got=_describe(section)))
+            self.problem(("check",), MSG_EXPECTED_MAPPING.format(keys=keys, got=describe_value(section)))
             return CheckSettings()
         self.known_keys(section, ("check",), CHECK_KEYS)
         strict = section.get("strict")
         if strict is None:
             return CheckSettings()
         if not isinstance(strict, bool):
-            self.problem(("check", "strict"), MSG_EXPECTED_BOOL.format(got=_describe(strict)))
+            self.problem(("check", "strict"), MSG_EXPECTED_BOOL.format(got=describe_value(strict)))
             return CheckSettings()
         return CheckSettings(strict=strict)
 
@@ -258,7 +241,7 @@ def parse_repo_config(text: str, *, source: str) -> RepoConfig:
         return RepoConfig()
     if not isinstance(data, dict):
         keys = ", ".join(TOP_LEVEL_KEYS)
-        validator.problem((), MSG_NOT_MAPPING.format(keys=keys, what=_describe(data)))
+        validator.problem((), MSG_NOT_MAPPING.format(keys=keys, what=describe_value(data)))
         _raise(source, validator.problems)
     validator.known_keys(data, (), TOP_LEVEL_KEYS)
     config = RepoConfig(

@@ -134,7 +134,7 @@ def test_an_empty_dockerfile_list_scans_nothing():
         ),
         pytest.param(
             "images: [42]",
-            ".imglife.yml:1:10: images[0]: expected a string, got the number 42",
+            ".imglife.yml:1:10: images[0]: expected a string, got the integer 42",
             id="image-number",
         ),
         pytest.param(
@@ -220,7 +220,7 @@ def test_an_empty_dockerfile_list_scans_nothing():
         ),
         pytest.param(
             "check: {strict: 1}",
-            ".imglife.yml:1:9: check.strict: expected true or false, got the number 1",
+            ".imglife.yml:1:9: check.strict: expected true or false, got the integer 1",
             id="strict-number",
         ),
         pytest.param(

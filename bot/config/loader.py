@@ -252,7 +252,7 @@ class _Walker:
             self.problem(
                 node,
                 path,
-                f"key {node.value!r} is not a string (YAML reads it as {_describe(key)}); quote it",
+                f"key {node.value!r} is not a string (YAML reads it as {describe_value(key)}); quote it",
             )
             return None
         return key
@@ -270,7 +270,8 @@ def parse_yaml(text: str) -> ParsedYaml:
 # --- turning validation errors into sentences -----------------------------------------------
 
 
-def _describe(value: Any, raw: str | None = None) -> str:
+def describe_value(value: Any, raw: str | None = None) -> str:
+    """A value as a person reads it in an error: ``the string 'x'``, ``a list``, ``the date ...``."""
     if value is None:
         return "nothing (null)"
     if isinstance(value, bool):
@@ -357,7 +358,7 @@ def _message(error: ErrorDetails, path: KeyPath, raw: str | None, is_key: bool) 
     kind = error["type"]
     value = error.get("input")
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    got = _describe(value, raw)
+    got = describe_value(value, raw)
     if kind == CHECK_ERROR:
         return str(ctx.get("message", error["msg"]))
     if kind == "missing":
@@ -498,7 +499,7 @@ def parse_config(text: str, source: str, base_dir: Path) -> Config:
     if not isinstance(parsed.data, dict):
         if parsed.problems:
             raise ConfigError(_sorted_unique(parsed.problems, source))
-        raise ConfigError([MSG_NOT_MAPPING.format(where=f"{source}:1:1", what=_describe(parsed.data))])
+        raise ConfigError([MSG_NOT_MAPPING.format(where=f"{source}:1:1", what=describe_value(parsed.data))])
 
     problems = [*parsed.problems, *_credential_problems(parsed)]
     config: Config | None = None
