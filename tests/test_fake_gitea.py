@@ -19,14 +19,25 @@ from typing import Any
 
 import httpx
 import pytest
+from gitea_async.api.issue_api import IssueApi
 from gitea_async.api.miscellaneous_api import MiscellaneousApi
 from gitea_async.api.package_api import PackageApi
+from gitea_async.api.repository_api import RepositoryApi
 from gitea_async.api.user_api import UserApi
 from gitea_async.api_client import ApiClient
 from gitea_async.configuration import Configuration
 from gitea_async.exceptions import ApiException, ForbiddenException, NotFoundException, UnauthorizedException
+from gitea_async.models.comment import Comment
+from gitea_async.models.commit_status import CommitStatus
+from gitea_async.models.create_issue_comment_option import CreateIssueCommentOption
+from gitea_async.models.create_status_option import CreateStatusOption
+from gitea_async.models.edit_issue_comment_option import EditIssueCommentOption
+from gitea_async.models.edit_reaction_option import EditReactionOption
 from gitea_async.models.package import Package
 from gitea_async.models.package_file import PackageFile
+from gitea_async.models.reaction import Reaction
+from gitea_async.models.repo_collaborator_permission import RepoCollaboratorPermission
+from gitea_async.models.repository import Repository
 from gitea_async.models.server_version import ServerVersion
 from gitea_async.models.user import User
 from pydantic import BaseModel
@@ -529,3 +540,142 @@ async def test_org_write_member_and_owner_user_may_write(fake: FakeGitea, http: 
     assert (
         await http.put(file_url(fake, "secret-org", "rec", "1", "r.json"), content=b"x")
     ).status_code == 201
+
+
+# --------------------------------------------------------------------------- webhook-bot API areas
+
+REPO = "app"
+SHA = "b" * 40
+
+
+@pytest.fixture
+def bot_fake(fake: FakeGitea) -> FakeGitea:
+    """An org repository the bot writes to, an issue #1 and a pull request #2 (one number space)."""
+    fake.add_repo(ORG, REPO, default_branch="trunk", collaborators={"alice": "read"})
+    assert fake.add_issue(ORG, REPO).index == 1
+    assert fake.add_pull(ORG, REPO, poster="alice").index == 2
+    fake.add_file(ORG, REPO, "trunk", ".imglife.yml", "images: []\n")
+    fake.add_file(ORG, REPO, SHA, "docker/Dockerfile", b"FROM alpine:3.20\n")
+    fake.set_branch(ORG, REPO, "feature", SHA)
+    return fake
+
+
+async def test_statuses_through_the_sdk_add_rows_without_transitions(
+    bot_fake: FakeGitea, sdk: ApiClient
+) -> None:
+    api = RepositoryApi(sdk)
+    first = await api.repo_create_status(
+        ORG, REPO, SHA, CreateStatusOption(state="pending", context="imglife")
+    )
+    again = await api.repo_create_status(
+        ORG, REPO, SHA, CreateStatusOption(state="pending", context="imglife")
+    )
+    done = await api.repo_create_status(
+        ORG, REPO, SHA, CreateStatusOption(state="success", context="imglife", target_url="https://ci/1")
+    )
+    assert (first.status, again.status, done.status) == ("pending", "pending", "success")
+    assert len({first.id, again.id, done.id}) == 3
+    assert done.creator is not None
+    assert done.creator.login == BOT
+    by_branch = await api.repo_list_statuses_by_ref(ORG, REPO, "feature")
+    assert [s.id for s in by_branch] == [done.id, again.id, first.id]  # newest first
+    by_sha = await api.repo_list_statuses(ORG, REPO, SHA, sort="oldest", state="success")
+    assert [s.target_url for s in by_sha] == ["https://ci/1"]
+
+
+async def test_status_needs_write_and_a_known_state(bot_fake: FakeGitea, http: httpx.AsyncClient) -> None:
+    url = f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/statuses/{SHA}"
+    bad = await http.post(url, json={"state": "running"})
+    assert bad.status_code == 400
+    reader = await http.post(
+        url, json={"state": "pending"}, headers={"Authorization": f"token {READER_TOKEN}"}
+    )
+    assert reader.status_code == 403  # `reader` has read on the org, no write
+    anonymous = await http.post(url, json={"state": "pending"}, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    missing = await http.get(f"{bot_fake.url}/api/v1/repos/{ORG}/nope")
+    assert missing.status_code == 404
+    assert missing.json()["message"] == "The target couldn't be found."
+
+
+async def test_comments_edit_and_reactions_through_the_sdk(bot_fake: FakeGitea, sdk: ApiClient) -> None:
+    api = IssueApi(sdk)
+    theirs = bot_fake.add_comment(ORG, REPO, 2, "/imglife check", author="alice")
+    mine = await api.issue_create_comment(
+        ORG, REPO, 2, CreateIssueCommentOption(body="<!-- imglife -->\nfirst")
+    )
+    assert mine.user is not None
+    assert mine.user.login == BOT
+    assert mine.pull_request_url is not None
+    assert mine.pull_request_url.endswith("/pulls/2")
+    listed = await api.issue_get_comments(ORG, REPO, 2)
+    assert [c.id for c in listed] == [theirs.id, mine.id]
+    edited = await api.issue_edit_comment(ORG, REPO, mine.id or 0, EditIssueCommentOption(body="second"))
+    assert edited.body == "second"
+    reaction = await api.issue_post_comment_reaction_with_http_info(
+        ORG, REPO, theirs.id, EditReactionOption(content="eyes")
+    )
+    assert reaction.status_code == 201
+    assert reaction.data.content == "eyes"
+    repeat = await api.issue_post_comment_reaction_with_http_info(
+        ORG, REPO, theirs.id, EditReactionOption(content="eyes")
+    )
+    assert repeat.status_code == 200
+    with pytest.raises(ForbiddenException):
+        await api.issue_post_comment_reaction(ORG, REPO, theirs.id, EditReactionOption(content="party"))
+    await api.issue_create_comment(ORG, REPO, 1, CreateIssueCommentOption(body="on the issue"))
+    assert [c.body for c in bot_fake.comments(ORG, REPO, 1)] == ["on the issue"]
+    with pytest.raises(NotFoundException):
+        await api.issue_create_comment(ORG, REPO, 3, CreateIssueCommentOption(body="x"))
+
+
+async def test_only_the_poster_or_a_writer_may_edit_a_comment(bot_fake: FakeGitea) -> None:
+    bot_fake.add_token("gt-alice", "alice")
+    mine = bot_fake.add_comment(ORG, REPO, 1, "bot says", author=BOT)
+    async with ApiClient(sdk_config(bot_fake, "gt-alice")) as alice:
+        with pytest.raises(ForbiddenException):
+            await IssueApi(alice).issue_edit_comment(
+                ORG, REPO, mine.id, EditIssueCommentOption(body="mine now")
+            )
+    assert bot_fake.comments(ORG, REPO, 1)[0].body == "bot says"
+
+
+async def test_permission_raw_file_and_repo_through_the_sdk(bot_fake: FakeGitea, sdk: ApiClient) -> None:
+    api = RepositoryApi(sdk)
+    bot_fake.add_repo(BOT, "own", collaborators={"alice": "write"})
+    perm = await api.repo_get_repo_permissions(BOT, "own", "alice")
+    assert (perm.permission, perm.role_name) == ("write", "write")
+    assert perm.user is not None
+    assert perm.user.login == "alice"
+    own = await api.repo_get_repo_permissions(BOT, "own", BOT)
+    assert own.permission == "owner"
+    # Gitea answers only admins, repository admins and the user themself: a writer gets 403.
+    with pytest.raises(ForbiddenException):
+        await api.repo_get_repo_permissions(ORG, REPO, "alice")
+    assert (await api.repo_get_repo_permissions(ORG, REPO, BOT)).permission == "write"
+    assert bytes(await api.repo_get_raw_file(ORG, REPO, ".imglife.yml")) == b"images: []\n"
+    assert (
+        bytes(await api.repo_get_raw_file(ORG, REPO, "docker/Dockerfile", ref=SHA)) == b"FROM alpine:3.20\n"
+    )
+    with pytest.raises(NotFoundException):
+        await api.repo_get_raw_file(ORG, REPO, "docker/Dockerfile")
+    repo = await api.repo_get(ORG, REPO)
+    assert (repo.default_branch, repo.full_name) == ("trunk", f"{ORG}/{REPO}")
+    assert repo.permissions is not None
+    assert repo.permissions.push is True
+
+
+async def test_repo_answers_parse_with_the_sdk_models(bot_fake: FakeGitea, http: httpx.AsyncClient) -> None:
+    base = f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}"
+    bot_fake.add_comment(ORG, REPO, 1, "hi", author="alice")
+    status = (await http.post(f"{base}/statuses/{SHA}", json={"state": "warning", "context": "c"})).json()
+    assert_matches_model(status, CommitStatus)
+    comment = (await http.get(f"{base}/issues/1/comments")).json()[0]
+    assert_matches_model(comment, Comment)
+    reaction = (
+        await http.post(f"{base}/issues/comments/{comment['id']}/reactions", json={"content": "+1"})
+    ).json()
+    assert_matches_model(reaction, Reaction)
+    permission = (await http.get(f"{base}/collaborators/{BOT}/permission")).json()
+    assert_matches_model(permission, RepoCollaboratorPermission)
+    assert_matches_model((await http.get(base)).json(), Repository)

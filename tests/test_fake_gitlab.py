@@ -628,3 +628,135 @@ def test_stop_closes_the_port(http: httpx.Client) -> None:
         _ = server.url
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+
+
+# --------------------------------------------------------------------------- webhook-bot API areas
+
+SHA = "a" * 40
+MR_IID = 7
+ISSUE_IID = 3
+
+
+@pytest.fixture
+def bot_fake(fake: FakeGitLab) -> FakeGitLab:
+    """The shared fake plus an MR, an issue and repository files, as the bot would find them."""
+    fake.add_merge_request(PROJECT, MR_IID, "feature", SHA)
+    fake.add_issue(PROJECT, ISSUE_IID)
+    fake.add_file(PROJECT, "main", ".imglife.yml", "images: []\n")
+    fake.add_file(PROJECT, SHA, "docker/Dockerfile", b"FROM alpine:3.20\n")
+    return fake
+
+
+def test_status_state_machine_through_python_gitlab(bot_fake: FakeGitLab, project: Project) -> None:
+    commit = project.commits.get(SHA, lazy=True)
+    created = commit.statuses.create({"state": "pending", "name": "imglife", "ref": "feature"})
+    assert (created.status, created.name, created.ref, created.sha) == ("pending", "imglife", "feature", SHA)
+    with pytest.raises(gitlab.GitlabCreateError) as err:
+        commit.statuses.create({"state": "pending", "name": "imglife", "ref": "feature"})
+    assert err.value.response_code == 400
+    assert "Cannot transition status via :enqueue from :pending" in str(err.value.error_message)
+    running = commit.statuses.create({"state": "running", "name": "imglife", "ref": "feature"})
+    assert (running.id, running.status) == (created.id, "running")
+    with pytest.raises(gitlab.GitlabCreateError, match="via :run from :running"):
+        commit.statuses.create({"state": "running", "name": "imglife", "ref": "feature"})
+    done = commit.statuses.create(
+        {"state": "success", "name": "imglife", "ref": "feature", "target_url": "https://ci/1"}
+    )
+    assert (done.id, done.status, done.target_url) == (created.id, "success", "https://ci/1")
+    # A finished status is not reused: pending again starts a new row and retries the old one.
+    again = commit.statuses.create({"state": "pending", "name": "imglife", "ref": "feature"})
+    assert again.id != created.id
+    assert [s.status for s in commit.statuses.list()] == ["pending"]
+    # python-gitlab reads `all=` as "every page"; the API flag goes through query_parameters.
+    every = commit.statuses.list(query_parameters={"all": "true"})
+    assert [s.status for s in every] == ["success", "pending"]
+
+
+def test_status_defaults_filters_and_permissions(
+    bot_fake: FakeGitLab, project: Project, http: httpx.Client
+) -> None:
+    commit = project.commits.get(SHA, lazy=True)
+    plain = commit.statuses.create({"state": "failed"})
+    assert (plain.name, plain.ref) == ("default", "main")
+    commit.statuses.create({"state": "canceled", "context": "other", "ref": "feature"})
+    assert [s.name for s in commit.statuses.list(ref="feature")] == ["other"]
+    assert [s.name for s in commit.statuses.list(name="default")] == ["default"]
+    url = f"{bot_fake.url}{API}/projects/1/statuses/{SHA}"
+    reporter = http.post(url, headers={"PRIVATE-TOKEN": REPORTER_TOKEN}, data={"state": "pending"})
+    assert (reporter.status_code, reporter.json()) == (403, {"message": "403 Forbidden"})
+    bad = http.post(url, headers={"PRIVATE-TOKEN": DEV_TOKEN}, data={"state": "skipped"})
+    assert (bad.status_code, bad.json()) == (400, {"error": "state does not have a valid value"})
+    unknown = http.post(
+        url.replace(SHA, "nope"), headers={"PRIVATE-TOKEN": DEV_TOKEN}, data={"state": "pending"}
+    )
+    assert (unknown.status_code, unknown.json()) == (404, {"message": "404 Commit Not Found"})
+    ok = http.post(url, headers={"PRIVATE-TOKEN": DEV_TOKEN}, params={"state": "running", "name": "q"})
+    assert ok.status_code == 201
+    assert ok.json()["started_at"] is not None
+
+
+def test_mr_notes_create_list_update_and_award(bot_fake: FakeGitLab, project: Project) -> None:
+    bot_id = bot_fake.add_user("bot").id
+    user_note = bot_fake.add_note(PROJECT, "merge_requests", MR_IID, "/imglife check", author="alice")
+    mr = project.mergerequests.get(MR_IID, lazy=True)
+    mine = mr.notes.create({"body": "<!-- imglife -->\nfirst"})
+    assert (mine.author["id"], mine.noteable_type, mine.noteable_iid) == (bot_id, "MergeRequest", MR_IID)
+    assert mine.system is False
+    listed = mr.notes.list(sort="asc", order_by="created_at")
+    assert [n.id for n in listed] == [user_note.id, mine.id]
+    assert [n.id for n in mr.notes.list()] == [mine.id, user_note.id]  # default: newest first
+    mine.body = "<!-- imglife -->\nsecond"
+    mine.save()
+    assert bot_fake.notes(PROJECT, "merge_requests", MR_IID)[1].body.endswith("second")
+    theirs = mr.notes.get(user_note.id)
+    theirs.body = "hijacked"
+    with pytest.raises(gitlab.GitlabUpdateError) as err:
+        theirs.save()
+    assert err.value.response_code == 403
+    assert bot_fake.notes(PROJECT, "merge_requests", MR_IID)[0].body == "/imglife check"
+    award = theirs.awardemojis.create({"name": "eyes"})
+    assert (award.name, award.awardable_type, award.awardable_id) == ("eyes", "Note", user_note.id)
+    with pytest.raises(gitlab.GitlabCreateError) as dup:
+        theirs.awardemojis.create({"name": "eyes"})
+    assert dup.value.response_code == 404
+    assert [a.name for a in theirs.awardemojis.list()] == ["eyes"]
+
+
+def test_issue_notes_paginate_and_unknown_noteables_404(
+    bot_fake: FakeGitLab, project: Project, http: httpx.Client
+) -> None:
+    issue = project.issues.get(ISSUE_IID, lazy=True)
+    for i in range(3):
+        issue.notes.create({"body": f"n{i}"})
+    page = http.get(
+        f"{bot_fake.url}{API}/projects/1/issues/{ISSUE_IID}/notes",
+        headers={"PRIVATE-TOKEN": TOKEN},
+        params={"per_page": 2, "sort": "asc"},
+    )
+    assert [n["body"] for n in page.json()] == ["n0", "n1"]
+    assert (page.headers["X-Total"], page.headers["X-Next-Page"]) == ("3", "2")
+    assert [n.body for n in issue.notes.list(get_all=True, sort="asc")] == ["n0", "n1", "n2"]
+    assert page.json()[0]["noteable_type"] == "Issue"
+    with pytest.raises(gitlab.GitlabCreateError, match="404 Merge Request Not Found"):
+        project.mergerequests.get(99, lazy=True).notes.create({"body": "x"})
+    with pytest.raises(gitlab.GitlabGetError, match="404 Not found"):
+        issue.notes.get(12345)
+
+
+def test_members_all_and_raw_files(bot_fake: FakeGitLab, project: Project, gl: gitlab.Gitlab) -> None:
+    bot_fake.set_member(PROJECT, "alice", DEVELOPER)
+    alice = bot_fake.add_user("alice")
+    member = project.members_all.get(alice.id)
+    assert (member.username, member.access_level) == ("alice", DEVELOPER)
+    dev = project.members_all.get(bot_fake.add_user("dev").id)  # role through its token
+    assert dev.access_level == DEVELOPER
+    stranger = bot_fake.add_user("stranger")
+    with pytest.raises(gitlab.GitlabGetError, match="404 Member Not Found"):
+        project.members_all.get(stranger.id)
+    assert project.files.raw(".imglife.yml", ref="main") == b"images: []\n"
+    assert project.files.raw("docker/Dockerfile", ref=SHA) == b"FROM alpine:3.20\n"
+    with pytest.raises(gitlab.GitlabGetError, match="404 File Not Found"):
+        project.files.raw("docker/Dockerfile", ref="main")
+    info = gl.projects.get(PROJECT)
+    assert (info.default_branch, info.path_with_namespace) == ("main", PROJECT)
+    assert bot_fake.request_count("GET", r"/repository/files/docker%2FDockerfile/raw") == 2

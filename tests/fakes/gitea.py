@@ -26,6 +26,7 @@ Typical use::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,32 @@ MSG_TARGET_NOT_FOUND = "The target couldn't be found."
 PLAIN_TEXT = "text/plain; charset=utf-8"
 JSON_UTF8 = f"{JSON_CONTENT_TYPE};charset=utf-8"
 
+# Repository permissions (perm.AccessMode.ToString()); collaborators get read/write/admin.
+ACCESS_OWNER = 4
+ACCESS_NAMES = {
+    ACCESS_NONE: "none",
+    ACCESS_READ: "read",
+    ACCESS_WRITE: "write",
+    ACCESS_ADMIN: "admin",
+    ACCESS_OWNER: "owner",
+}
+COLLABORATOR_PERMISSIONS = {"read": ACCESS_READ, "write": ACCESS_WRITE, "admin": ACCESS_ADMIN}
+ORG_REPO_PERMISSIONS = {"read": ACCESS_READ, "write": ACCESS_WRITE, "owner": ACCESS_OWNER}
+# modules/commitstatus (1.22: no `skipped`); every POST inserts a row, there is no state machine.
+STATUS_STATES = ("pending", "success", "error", "failure", "warning")
+# setting.UI.Reactions default; other content answers 403 ErrForbiddenIssueReaction.
+ALLOWED_REACTIONS = ("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket", "eyes")
+MSG_REACTION_FORBIDDEN = "'{content}' is not an allowed reaction"
+MSG_REPO_WRITER = "user should have a permission to write to a repo"
+MSG_PERMISSION_QUERY = (
+    "Only admins can query all permissions, repo admins can query all repo permissions, "
+    "collaborators can query only their own"
+)
+MSG_COMMENT_NOT_EXIST = "comment does not exist [id: {id}, issue_id: 0]"
+MSG_ISSUE_NOT_EXIST = "issue does not exist [id: 0, repo_id: {repo_id}, index: {index}]"
+MSG_INVALID_STATE = "invalid commit status state: {state}"  # the fake's wording (unverified)
+RAW_CONTENT_TYPE = "text/plain; charset=utf-8"
+
 # Scopes (models/auth/access_token_scope.go): write:X implies read:X, "all" implies everything.
 SCOPE_ALL = "all"
 
@@ -174,11 +201,72 @@ class GiteaPackage:
 
 
 @dataclass
+class GiteaStatus:
+    id: int
+    sha: str
+    state: str
+    context: str
+    creator_id: int
+    created: datetime
+    target_url: str = ""
+    description: str = ""
+
+
+@dataclass
+class GiteaReaction:
+    content: str
+    user_id: int
+    created: datetime
+
+
+@dataclass
+class GiteaComment:
+    id: int
+    issue_index: int
+    poster_id: int
+    body: str
+    created: datetime
+    updated: datetime
+    reactions: list[GiteaReaction] = field(default_factory=list)
+
+
+@dataclass
+class GiteaIssue:
+    """An issue or a pull request: both take their number from one per-repository sequence."""
+
+    index: int
+    title: str
+    is_pull: bool
+    poster_id: int
+
+
+@dataclass
+class GiteaRepo:
+    id: int
+    owner: Account
+    name: str
+    default_branch: str
+    private: bool
+    created: datetime
+    collaborators: dict[str, Literal["read", "write", "admin"]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)  # name -> sha, for /commits/{ref}
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path) -> content
+    issues: dict[int, GiteaIssue] = field(default_factory=dict)
+    comments: list[GiteaComment] = field(default_factory=list)
+    statuses: list[GiteaStatus] = field(default_factory=list)
+    next_index: int = 1
+
+
+@dataclass
 class GiteaState:
     accounts: dict[str, Account] = field(default_factory=dict)  # by lower-case login
     tokens: dict[str, TokenInfo] = field(default_factory=dict)
     packages: list[GiteaPackage] = field(default_factory=list)
+    repos: dict[str, GiteaRepo] = field(default_factory=dict)  # by lower-case "owner/name"
     next_account_id: int = 1
+    next_repo_id: int = 1
+    next_status_id: int = 1
+    next_comment_id: int = 1
     next_package_id: int = 1
     next_version_id: int = 1
     next_file_id: int = 1
@@ -313,7 +401,80 @@ class FakeGitea(FakeServer):
             self.state.tokens[token] = info
         return info
 
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        default_branch: str = "main",
+        collaborators: Mapping[str, Literal["read", "write", "admin"]] | None = None,
+        private: bool = False,
+    ) -> GiteaRepo:
+        """Create ``owner/name`` (the owner becomes a user unless it exists as an org)."""
+        with self.lock:
+            key = f"{owner}/{name}".lower()
+            if key in self.state.repos:
+                raise ValueError(f"repository {owner}/{name} exists")
+            account = self.state.accounts.get(owner.lower()) or self.add_user(owner)
+            repo = GiteaRepo(
+                id=self._next_repo("repo"),
+                owner=account,
+                name=name,
+                default_branch=default_branch,
+                private=private,
+                created=self.now(),
+                collaborators=dict(collaborators or {}),
+            )
+            for login in repo.collaborators:
+                self.add_user(login)
+            self.state.repos[key] = repo
+            return repo
+
+    def add_issue(
+        self, owner: str, repo: str, *, title: str = "", poster: str | None = None, is_pull: bool = False
+    ) -> GiteaIssue:
+        """Open an issue (or, ``is_pull=True``, a pull request) with the repository's next number."""
+        with self.lock:
+            r = self._repo_or_raise(owner, repo)
+            author = self.add_user(poster) if poster else r.owner
+            issue = GiteaIssue(r.next_index, title or f"#{r.next_index}", is_pull, author.id)
+            r.issues[issue.index] = issue
+            r.next_index += 1
+            return issue
+
+    def add_pull(self, owner: str, repo: str, *, title: str = "", poster: str | None = None) -> GiteaIssue:
+        return self.add_issue(owner, repo, title=title, poster=poster, is_pull=True)
+
+    def add_comment(self, owner: str, repo: str, index: int, body: str, *, author: str) -> GiteaComment:
+        """Comment as ``author`` (created if missing), e.g. a user's command the bot must not edit."""
+        with self.lock:
+            r = self._repo_or_raise(owner, repo)
+            if index not in r.issues:
+                raise KeyError(f"no issue {index} in {owner}/{repo}")
+            return self._new_comment(r, index, self.add_user(author), body)
+
+    def add_file(self, owner: str, repo: str, ref: str, path: str, content: bytes | str) -> None:
+        """Store ``path`` at ``ref`` (a branch, tag or sha; matched literally) for the raw-file API."""
+        data = content.encode() if isinstance(content, str) else content
+        with self.lock:
+            self._repo_or_raise(owner, repo).files[(ref, path)] = data
+
+    def set_branch(self, owner: str, repo: str, branch: str, sha: str) -> None:
+        """Point ``branch`` at ``sha`` so ``/commits/{branch}/statuses`` resolves it."""
+        with self.lock:
+            self._repo_or_raise(owner, repo).branches[branch] = sha
+
     # ------------------------------------------------------------------ state accessors
+
+    def comments(self, owner: str, repo: str, index: int) -> list[GiteaComment]:
+        """The live comments of issue/PR ``index``, oldest first."""
+        with self.lock:
+            return [c for c in self._repo_or_raise(owner, repo).comments if c.issue_index == index]
+
+    def statuses(self, owner: str, repo: str, sha: str) -> list[GiteaStatus]:
+        """Every status row of ``sha``, oldest first."""
+        with self.lock:
+            return [s for s in self._repo_or_raise(owner, repo).statuses if s.sha == sha]
 
     def packages(self, owner: str) -> list[GiteaPackageView]:
         """Every package version of ``owner``, oldest first."""
@@ -369,6 +530,29 @@ class FakeGitea(FakeServer):
         self._user_routes(router)
         self._registry_routes(router)
         self._package_api_routes(router)
+        self._repo_routes(router)
+        self._status_routes(router)
+        self._comment_routes(router)
+
+    def _repo_routes(self, router: Router) -> None:
+        base = f"{API_V1}/repos/{{owner}}/{{repo}}"
+        router.get(base, self._repo_get)
+        router.get(f"{base}/collaborators/{{collaborator}}/permission", self._repo_permission)
+        router.get(f"{base}/raw/{{filepath:path}}", self._repo_raw)
+        router.get(f"{base}/media/{{filepath:path}}", self._repo_raw)  # LFS is not modelled
+
+    def _status_routes(self, router: Router) -> None:
+        base = f"{API_V1}/repos/{{owner}}/{{repo}}"
+        router.post(f"{base}/statuses/{{sha}}", self._status_create)
+        router.get(f"{base}/statuses/{{sha}}", self._status_list)
+        router.get(f"{base}/commits/{{ref}}/statuses", self._status_list)
+
+    def _comment_routes(self, router: Router) -> None:
+        base = f"{API_V1}/repos/{{owner}}/{{repo}}/issues"
+        router.get(f"{base}/{{index:int}}/comments", self._comment_list)
+        router.post(f"{base}/{{index:int}}/comments", self._comment_create)
+        router.patch(f"{base}/comments/{{id:int}}", self._comment_edit)
+        router.post(f"{base}/comments/{{id:int}}/reactions", self._comment_react)
 
     def _misc_routes(self, router: Router) -> None:
         router.get(f"{API_V1}/version", self._get_version)
@@ -613,6 +797,321 @@ class FakeGitea(FakeServer):
         """APIContext.Error: ``{"message": ..., "url": <swagger URL>}``."""
         body = _go_json({"message": message, "url": self._swagger_url()})
         return HTTPFault(status, body, content_type=JSON_UTF8)
+
+    # ------------------------------------------------------------------ handlers: repositories
+
+    async def _repo_get(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "repository")
+            return _json(self._repo_json(repo, doer.account))
+
+    async def _repo_permission(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "repository")
+            if doer.account is None:
+                raise self._api_error(401, MSG_TOKEN_REQUIRED)
+            login = call.params["collaborator"]
+            # routers/api/v1/repo/collaborators.go GetRepoPermissions: only site admins, repo
+            # admins and the user themself may ask, so a bot with mere write access gets 403.
+            if (
+                not doer.account.admin
+                and doer.account.login.lower() != login.lower()
+                and self._repo_access(doer.account, repo) < ACCESS_ADMIN
+            ):
+                raise self._api_error(403, MSG_PERMISSION_QUERY)
+            user = self.state.accounts.get(login.lower())
+            if user is None or user.kind != "user":
+                raise self._api_not_found(MSG_USER_NOT_EXIST.format(name=login))
+            mode = ACCESS_NAMES[self._repo_access(user, repo)]
+            return _json({"permission": mode, "role_name": mode, "user": self._user_json(user, doer.account)})
+
+    async def _repo_raw(self, call: Call) -> web.Response:
+        with self.lock:
+            _, repo = self._repo_context(call, "repository")
+            ref = call.query.get("ref") or repo.default_branch
+            data = repo.files.get((ref, call.params["filepath"]))
+            if data is None:
+                raise self._api_not_found()
+            return web.Response(body=data, headers={"Content-Type": RAW_CONTENT_TYPE})
+
+    # ------------------------------------------------------------------ handlers: commit statuses
+
+    async def _status_create(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "repository", needed=ACCESS_WRITE)
+            assert doer.account is not None
+            form = _json_form(call)
+            state = str(form.get("state") or "")
+            if state not in STATUS_STATES:
+                raise self._api_error(400, MSG_INVALID_STATE.format(state=state))
+            row = GiteaStatus(
+                id=self._next_repo("status"),
+                sha=call.params["sha"],
+                state=state,
+                context=str(form.get("context") or ""),
+                creator_id=doer.account.id,
+                created=self.now().replace(microsecond=0),
+                target_url=str(form.get("target_url") or ""),
+                description=str(form.get("description") or ""),
+            )
+            repo.statuses.append(row)
+            return _json(self._status_json(repo, row, doer.account), status=201)
+
+    async def _status_list(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "repository")
+            ref = call.params.get("ref") or call.params["sha"]
+            sha = repo.branches.get(ref, ref)
+            state = call.query.get("state")
+            rows = [s for s in repo.statuses if s.sha == sha and (not state or s.state == state)]
+            # GetCommitStatuses' default order is created_unix DESC; `oldest` reverses it.
+            rows.sort(key=lambda s: (s.created, s.id), reverse=call.query.get("sort") != "oldest")
+            page = max(_form_int(call, "page"), 1)
+            limit = _form_int(call, "limit")
+            limit = DEFAULT_PAGING_NUM if limit <= 0 else min(limit, MAX_RESPONSE_ITEMS)
+            result = paginate(rows, page, limit)
+            headers = {"X-Total-Count": str(result.total)}
+            if link := self._link_header(call, result.total, limit):
+                headers["Link"] = link
+            return _json([self._status_json(repo, s, doer.account) for s in result.items], headers=headers)
+
+    # ------------------------------------------------------------------ handlers: comments
+
+    async def _comment_list(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "issue")
+            index = self._issue_or_404(repo, int(call.params["index"]))
+            comments = [c for c in repo.comments if c.issue_index == index]
+            body = [self._comment_json(repo, c, doer.account) for c in comments]
+            return _json(body, headers={"X-Total-Count": str(len(body))})
+
+    async def _comment_create(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "issue", signed=True)
+            index = self._issue_or_404(repo, int(call.params["index"]))
+            assert doer.account is not None
+            comment = self._new_comment(repo, index, doer.account, str(_json_form(call).get("body") or ""))
+            return _json(self._comment_json(repo, comment, doer.account), status=201)
+
+    async def _comment_edit(self, call: Call) -> web.StreamResponse:
+        with self.lock:
+            doer, repo = self._repo_context(call, "issue", signed=True)
+            comment = self._comment_or_404(repo, int(call.params["id"]))
+            assert doer.account is not None
+            # repo/issue_comment.go editIssueComment: the poster, or anyone who may write issues
+            # (or pulls) in the repository; everyone else gets a bare 403.
+            if doer.account.id != comment.poster_id and self._repo_access(doer.account, repo) < ACCESS_WRITE:
+                return web.Response(status=403)
+            body = _json_form(call).get("body")
+            if body is not None and str(body) != comment.body:
+                comment.body = str(body)
+                comment.updated = self.now().replace(microsecond=0)
+            return _json(self._comment_json(repo, comment, doer.account))
+
+    async def _comment_react(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "issue", signed=True)
+            comment = self._comment_or_404(repo, int(call.params["id"]))
+            assert doer.account is not None
+            content = str(_json_form(call).get("content") or "")
+            if content not in ALLOWED_REACTIONS:
+                raise self._api_error(403, MSG_REACTION_FORBIDDEN.format(content=content))
+            existing = next(
+                (r for r in comment.reactions if r.content == content and r.user_id == doer.account.id), None
+            )
+            # changeIssueCommentReaction: an existing reaction is answered 200, a new one 201.
+            if existing is not None:
+                return _json(self._reaction_json(existing, doer.account))
+            reaction = GiteaReaction(content, doer.account.id, self.now().replace(microsecond=0))
+            comment.reactions.append(reaction)
+            return _json(self._reaction_json(reaction, doer.account), status=201)
+
+    def _repo_context(
+        self, call: Call, category: str, *, needed: int = ACCESS_READ, signed: bool = False
+    ) -> tuple[Doer, GiteaRepo]:
+        """tokenRequiresScopes -> repoAssignment -> reqToken -> reqRepoReader/Writer, as in api.go."""
+        doer = self._api_auth(call)
+        self._api_require_scope(doer, category, call.method)
+        owner = self.state.accounts.get(call.params["owner"].lower())
+        if owner is None:
+            raise self._api_not_found(MSG_OWNER_NOT_EXIST.format(name=call.params["owner"]))
+        repo = self.state.repos.get(f"{owner.login}/{call.params['repo']}".lower())
+        # A private repository the doer cannot read is indistinguishable from a missing one.
+        if repo is None or self._repo_access(doer.account, repo) < ACCESS_READ:
+            raise self._api_not_found()
+        if (signed or needed > ACCESS_READ) and doer.account is None:
+            raise self._api_error(401, MSG_TOKEN_REQUIRED)
+        if self._repo_access(doer.account, repo) < needed:
+            raise self._api_error(403, MSG_REPO_WRITER)
+        return doer, repo
+
+    def _repo_access(self, account: Account | None, repo: GiteaRepo) -> int:
+        """access_model.GetUserRepoPermission, reduced to owner/org members/collaborators."""
+        if account is not None:
+            if account.admin:
+                return ACCESS_ADMIN
+            if repo.owner.kind == "user" and account.id == repo.owner.id:
+                return ACCESS_OWNER
+            modes = [
+                COLLABORATOR_PERMISSIONS[p]
+                for login, p in repo.collaborators.items()
+                if login.lower() == account.login.lower()
+            ]
+            if repo.owner.kind == "organization" and account.login in repo.owner.members:
+                modes.append(ORG_REPO_PERMISSIONS[repo.owner.members[account.login]])
+            if modes:
+                return max(modes)
+        return ACCESS_NONE if repo.private else ACCESS_READ
+
+    def _issue_or_404(self, repo: GiteaRepo, index: int) -> int:
+        if index not in repo.issues:
+            raise self._api_not_found(MSG_ISSUE_NOT_EXIST.format(repo_id=repo.id, index=index))
+        return index
+
+    def _comment_or_404(self, repo: GiteaRepo, comment_id: int) -> GiteaComment:
+        comment = next((c for c in repo.comments if c.id == comment_id), None)
+        if comment is None:
+            raise self._api_not_found(MSG_COMMENT_NOT_EXIST.format(id=comment_id))
+        return comment
+
+    def _api_not_found(self, *errors: str) -> HTTPFault:
+        """APIContext.NotFound: a fixed message, the causes under ``errors``."""
+        body = _go_json(
+            {"errors": list(errors) or None, "message": MSG_TARGET_NOT_FOUND, "url": self._swagger_url()}
+        )
+        return HTTPFault(404, body, content_type=JSON_UTF8)
+
+    def _new_comment(self, repo: GiteaRepo, index: int, author: Account, body: str) -> GiteaComment:
+        now = self.now().replace(microsecond=0)  # created_unix has second resolution
+        comment = GiteaComment(self._next_repo("comment"), index, author.id, body, now, now)
+        repo.comments.append(comment)
+        return comment
+
+    def _next_repo(self, kind: Literal["repo", "status", "comment"]) -> int:
+        attr = f"next_{kind}_id"
+        value: int = getattr(self.state, attr)
+        setattr(self.state, attr, value + 1)
+        return value
+
+    def _repo_or_raise(self, owner: str, name: str) -> GiteaRepo:
+        repo = self.state.repos.get(f"{owner}/{name}".lower())
+        if repo is None:
+            raise KeyError(f"no repository {owner}/{name}")
+        return repo
+
+    def _account_by_id(self, account_id: int) -> Account:
+        return next(a for a in self.state.accounts.values() if a.id == account_id)
+
+    # ------------------------------------------------------------------ JSON shapes: repositories
+
+    def _repo_json(self, repo: GiteaRepo, doer: Account | None) -> dict[str, Any]:
+        """convert.ToRepo, the fields a client reads (every key is in the swagger Repository)."""
+        full = f"{repo.owner.login}/{repo.name}"
+        mode = self._repo_access(doer, repo)
+        return {
+            "id": repo.id,
+            "owner": self._user_json(repo.owner, doer),
+            "name": repo.name,
+            "full_name": full,
+            "description": "",
+            "empty": False,
+            "private": repo.private,
+            "fork": False,
+            "template": False,
+            "parent": None,
+            "mirror": False,
+            "size": 0,
+            "language": "",
+            "languages_url": f"{self.url}{API_V1}/repos/{full}/languages",
+            "html_url": f"{self.url}/{full}",
+            "url": f"{self.url}{API_V1}/repos/{full}",
+            "link": "",
+            "ssh_url": f"git@127.0.0.1:{full}.git",
+            "clone_url": f"{self.url}/{full}.git",
+            "original_url": "",
+            "website": "",
+            "stars_count": 0,
+            "forks_count": 0,
+            "watchers_count": 0,
+            "open_issues_count": sum(1 for i in repo.issues.values() if not i.is_pull),
+            "open_pr_counter": sum(1 for i in repo.issues.values() if i.is_pull),
+            "release_counter": 0,
+            "default_branch": repo.default_branch,
+            "archived": False,
+            "created_at": _ts(repo.created),
+            "updated_at": _ts(repo.created),
+            "archived_at": _ts(datetime(1970, 1, 1, tzinfo=UTC)),  # unix 0 when not archived
+            "permissions": {
+                "admin": mode >= ACCESS_ADMIN,
+                "push": mode >= ACCESS_WRITE,
+                "pull": mode >= ACCESS_READ,
+            },
+            "has_issues": True,
+            "has_wiki": True,
+            "has_pull_requests": True,
+            "has_projects": True,
+            "has_releases": True,
+            "has_packages": True,
+            "has_actions": True,
+            "ignore_whitespace_conflicts": False,
+            "allow_merge_commits": True,
+            "allow_rebase": True,
+            "allow_rebase_explicit": True,
+            "allow_squash_merge": True,
+            "allow_fast_forward_only_merge": True,
+            "allow_rebase_update": True,
+            "default_delete_branch_after_merge": False,
+            "default_merge_style": "merge",
+            "default_allow_maintainer_edit": False,
+            "avatar_url": "",
+            "internal": False,
+            "mirror_interval": "",
+            "object_format_name": "sha1",
+            "mirror_updated": _ts(datetime(1, 1, 1, tzinfo=UTC)),
+            "repo_transfer": None,
+            "topics": [],
+            "licenses": [],
+        }
+
+    def _status_json(self, repo: GiteaRepo, row: GiteaStatus, doer: Account | None) -> dict[str, Any]:
+        """convert.ToCommitStatus: the state goes out under ``status``."""
+        return {
+            "id": row.id,
+            "status": row.state,
+            "target_url": row.target_url,
+            "description": row.description,
+            "url": f"{self.url}{API_V1}/repos/{repo.owner.login}/{repo.name}/statuses/{row.sha}",
+            "context": row.context,
+            "creator": self._user_json(self._account_by_id(row.creator_id), doer),
+            "created_at": _ts(row.created),
+            "updated_at": _ts(row.created),
+        }
+
+    def _comment_json(self, repo: GiteaRepo, c: GiteaComment, doer: Account | None) -> dict[str, Any]:
+        """convert.ToAPIComment."""
+        full = f"{self.url}/{repo.owner.login}/{repo.name}"
+        issue = repo.issues[c.issue_index]
+        kind = "pulls" if issue.is_pull else "issues"
+        return {
+            "id": c.id,
+            "html_url": f"{full}/{kind}/{c.issue_index}#issuecomment-{c.id}",
+            "pull_request_url": f"{full}/pulls/{c.issue_index}" if issue.is_pull else "",
+            "issue_url": f"{full}/issues/{c.issue_index}" if not issue.is_pull else "",
+            "user": self._user_json(self._account_by_id(c.poster_id), doer),
+            "original_author": "",
+            "original_author_id": 0,
+            "body": c.body,
+            "assets": [],
+            "created_at": _ts(c.created),
+            "updated_at": _ts(c.updated),
+        }
+
+    def _reaction_json(self, r: GiteaReaction, doer: Account | None) -> dict[str, Any]:
+        return {
+            "user": self._user_json(self._account_by_id(r.user_id), doer),
+            "content": r.content,
+            "created_at": _ts(r.created),
+        }
 
     # ------------------------------------------------------------------ auth and access
 
@@ -865,6 +1364,15 @@ def _json(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = N
         body=_go_json(data),
         headers={"Content-Type": JSON_UTF8, **(headers or {})},
     )
+
+
+def _json_form(call: Call) -> dict[str, Any]:
+    """web.Bind of a JSON body; an unreadable body binds to the zero value, as in Go."""
+    try:
+        decoded = json.loads(call.body or b"{}")
+    except ValueError:
+        return {}
+    return decoded if isinstance(decoded, dict) else {}
 
 
 def _plain(status: int, message: str) -> HTTPFault:

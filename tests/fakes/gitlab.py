@@ -26,11 +26,13 @@ Typical use::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -131,6 +133,51 @@ INSUFFICIENT_SCOPE = {
 
 CHECKSUM_HEADER = "X-Checksum-SHA256"  # added to generic downloads by current GitLab
 
+# Commit statuses (https://docs.gitlab.com/api/commits/#set-the-pipeline-status-of-a-commit).
+STATUS_STATES = ("pending", "running", "success", "failed", "canceled")
+DEFAULT_STATUS_NAME = "default"
+# The fake accepts any full SHA-1 as a commit of every project (no repository is modelled).
+SHA_RE = re.compile(r"\A[0-9a-f]{40}\Z")
+# lib/api/commit_statuses.rb reuses an existing status only while it is pending or running
+# (`GenericCommitStatus.running_or_pending.find_or_initialize_by`); a finished one is retried
+# and a new row starts in `created`. The API state maps to state_machines events, and an event
+# that is not allowed from the current state raises StateMachines::InvalidTransition, rendered
+# as a 400 with its message (see STATUS_TRANSITIONS).
+STATUS_EVENTS = {
+    "pending": "enqueue",
+    "running": "run",
+    "success": "success",
+    "failed": "drop",
+    "canceled": "cancel",
+}
+# event -> (states it may start from, state it ends in), from app/models/commit_status.rb.
+STATUS_TRANSITIONS = {
+    "enqueue": (frozenset({"created", "skipped", "manual", "scheduled"}), "pending"),
+    "run": (frozenset({"pending"}), "running"),
+    "success": (frozenset({"created", "pending", "running"}), "success"),
+    "drop": (frozenset({"created", "pending", "running", "manual", "scheduled"}), "failed"),
+    "cancel": (frozenset({"created", "pending", "running", "manual", "scheduled"}), "canceled"),
+}
+MSG_TRANSITION = (
+    'Cannot transition status via :{event} from :{state} (Reason(s): Status cannot transition via "{event}")'
+)
+MSG_COMMIT_NOT_FOUND = "404 Commit Not Found"
+
+# Notes (https://docs.gitlab.com/api/notes/): lists default to created_at, newest first.
+NOTE_ORDER_BY = ("created_at", "updated_at")
+NOTE_DEFAULT_SORT = "desc"
+NOTEABLE_KINDS: dict[str, tuple[str, str]] = {
+    # URL segment -> (noteable_type, not_found! resource name)
+    "merge_requests": ("MergeRequest", "Merge Request"),
+    "issues": ("Issue", "Issue"),
+}
+# API::AwardEmoji: a refused award (a duplicate) is `not_found!("Award Emoji #{service[:message]}")`
+# where the message is the model's `errors.full_messages` array, interpolated with Array#to_s.
+MSG_AWARD_DUPLICATE = '404 Award Emoji ["Name has already been taken"] Not Found'
+MSG_MEMBER_NOT_FOUND = "404 Member Not Found"
+MSG_FILE_NOT_FOUND = "404 File Not Found"
+RAW_FILE_CONTENT_TYPE = "text/plain; charset=utf-8"
+
 
 # --------------------------------------------------------------------------- state
 
@@ -189,6 +236,60 @@ class Package:
 
 
 @dataclass
+class CommitStatus:
+    id: int
+    sha: str
+    ref: str
+    name: str
+    status: str
+    author: GitLabUser
+    created_at: datetime
+    target_url: str | None = None
+    description: str | None = None
+    coverage: float | None = None
+    pipeline_id: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    retried: bool = False  # superseded by a newer status of the same name and ref
+
+
+@dataclass
+class AwardEmoji:
+    id: int
+    name: str
+    user: GitLabUser
+    created_at: datetime
+
+
+@dataclass
+class Note:
+    id: int
+    body: str
+    author: GitLabUser
+    created_at: datetime
+    updated_at: datetime
+    system: bool = False
+    awards: list[AwardEmoji] = field(default_factory=list)
+
+
+@dataclass
+class Noteable:
+    """A merge request or an issue: the things notes hang on (``iid`` is per project)."""
+
+    id: int
+    project_id: int
+    iid: int
+    kind: Literal["MergeRequest", "Issue"]
+    title: str
+    author: GitLabUser
+    created_at: datetime
+    source_branch: str | None = None
+    target_branch: str | None = None
+    sha: str | None = None
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass
 class Project:
     id: int
     path: str  # full path, "group/sub/project"
@@ -204,6 +305,10 @@ class Project:
     delete_access_level: int = MAINTAINER
     default_branch: str = "main"
     packages: list[Package] = field(default_factory=list)
+    statuses: list[CommitStatus] = field(default_factory=list)
+    merge_requests: dict[int, Noteable] = field(default_factory=dict)
+    issues: dict[int, Noteable] = field(default_factory=dict)
+    files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path) -> content
     # Indexes over `packages`, so that a project with 10,000 packages (bench/records.py)
     # answers in constant time; keep them in step through add_package/remove_package.
     packages_by_id: dict[int, Package] = field(default_factory=dict)
@@ -233,6 +338,10 @@ class GitLabState:
     next_project_id: int = 1
     next_package_id: int = 1
     next_file_id: int = 1
+    next_status_id: int = 1
+    next_note_id: int = 1
+    next_award_id: int = 1
+    next_noteable_id: int = 1
 
 
 @dataclass(frozen=True)
@@ -335,6 +444,7 @@ class FakeGitLab(FakeServer):
         allow_duplicates: bool = True,
         duplicate_exception_regex: str = "",
         delete_access_level: int = MAINTAINER,
+        default_branch: str = "main",
     ) -> Project:
         """Create a project (ids count from 1). ``members`` maps usernames to access levels."""
         with self.lock:
@@ -349,6 +459,7 @@ class FakeGitLab(FakeServer):
                 allow_duplicates=allow_duplicates,
                 duplicate_exception_regex=duplicate_exception_regex,
                 delete_access_level=delete_access_level,
+                default_branch=default_branch,
             )
             for username in project.members:
                 self.add_user(username)
@@ -382,7 +493,66 @@ class FakeGitLab(FakeServer):
             if delete_access_level is not None:
                 p.delete_access_level = delete_access_level
 
+    def add_merge_request(
+        self,
+        project: int | str,
+        iid: int,
+        source_branch: str,
+        sha: str,
+        *,
+        target_branch: str | None = None,
+        title: str = "",
+        author: str = "root",
+    ) -> Noteable:
+        """Create merge request ``iid`` (from ``source_branch`` at ``sha``) to attach notes to."""
+        with self.lock:
+            p = self._project_or_raise(project)
+            mr = self._new_noteable(p, iid, "MergeRequest", title or f"MR !{iid}", author)
+            mr.source_branch, mr.sha = source_branch, sha
+            mr.target_branch = target_branch or p.default_branch
+            p.merge_requests[iid] = mr
+            return mr
+
+    def add_issue(self, project: int | str, iid: int, *, title: str = "", author: str = "root") -> Noteable:
+        """Create issue ``iid`` to attach notes to."""
+        with self.lock:
+            p = self._project_or_raise(project)
+            issue = self._new_noteable(p, iid, "Issue", title or f"Issue #{iid}", author)
+            p.issues[iid] = issue
+            return issue
+
+    def add_note(
+        self,
+        project: int | str,
+        kind: Literal["merge_requests", "issues"],
+        iid: int,
+        body: str,
+        *,
+        author: str,
+        system: bool = False,
+    ) -> Note:
+        """Add a note as ``author`` (created if missing), e.g. a user's comment the bot must not edit."""
+        with self.lock:
+            noteable = self._noteable_or_raise(self._project_or_raise(project), kind, iid)
+            return self._create_note(noteable, self.add_user(author), body, system=system)
+
+    def add_file(self, project: int | str, ref: str, path: str, content: bytes | str) -> None:
+        """Store ``path`` at ``ref`` (a branch name or a sha; matched literally) for the raw-file API."""
+        data = content.encode() if isinstance(content, str) else content
+        with self.lock:
+            self._project_or_raise(project).files[(ref, path)] = data
+
     # ------------------------------------------------------------------ state accessors
+
+    def statuses(self, project: int | str, sha: str) -> list[CommitStatus]:
+        """Every status row of ``sha`` (retried ones included), oldest first."""
+        with self.lock:
+            return [s for s in self._project_or_raise(project).statuses if s.sha == sha]
+
+    def notes(self, project: int | str, kind: Literal["merge_requests", "issues"], iid: int) -> list[Note]:
+        """The live notes of a merge request or issue, oldest first."""
+        with self.lock:
+            return list(self._noteable_or_raise(self._project_or_raise(project), kind, iid).notes)
 
     def project(self, ref: int | str) -> Project:
         """The live project object (take ``fake.lock`` when mutating it from a test)."""
@@ -443,6 +613,31 @@ class FakeGitLab(FakeServer):
         self._project_routes(router)
         self._generic_package_routes(router)
         self._package_routes(router)
+        self._status_routes(router)
+        self._note_routes(router)
+        self._member_routes(router)
+        self._repository_file_routes(router)
+
+    def _status_routes(self, router: Router) -> None:
+        router.post(f"{API}/projects/{{id}}/statuses/{{sha}}", self._post_status)
+        router.get(f"{API}/projects/{{id}}/repository/commits/{{sha}}/statuses", self._list_statuses)
+
+    def _note_routes(self, router: Router) -> None:
+        for kind in NOTEABLE_KINDS:
+            base = f"{API}/projects/{{id}}/{kind}/{{iid:int}}/notes"
+            router.get(base, self._list_notes)
+            router.post(base, self._create_note_route)
+            router.get(f"{base}/{{note_id:int}}", self._get_note)
+            router.put(f"{base}/{{note_id:int}}", self._update_note)
+            router.get(f"{base}/{{note_id:int}}/award_emoji", self._list_note_awards)
+            router.post(f"{base}/{{note_id:int}}/award_emoji", self._award_note)
+
+    def _member_routes(self, router: Router) -> None:
+        router.get(f"{API}/projects/{{id}}/members/all/{{user_id:int}}", self._get_member_all)
+
+    def _repository_file_routes(self, router: Router) -> None:
+        # file_path is one URL-encoded segment (`docker%2FDockerfile`), as GitLab requires.
+        router.get(f"{API}/projects/{{id}}/repository/files/{{file_path}}/raw", self._get_raw_file)
 
     def _user_routes(self, router: Router) -> None:
         router.get(f"{API}/user", self._get_current_user)
@@ -710,6 +905,257 @@ class FakeGitLab(FakeServer):
             return package
         raise _message(404, MSG_RECORD_NOT_FOUND)
 
+    # ------------------------------------------------------------------ handlers: commit statuses
+
+    async def _post_status(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            params = _request_params(call)
+            state = params.get("state")
+            if state is None or state == "":
+                raise _error(400, "state is missing")
+            if state not in STATUS_STATES:
+                raise _error(400, ERR_BAD_VALUE.format(param="state"))
+            project = self._visible_project(caller, call.params["id"])
+            self._require_level(caller, project, DEVELOPER)
+            sha = call.params["sha"]
+            if not SHA_RE.match(sha):
+                raise _message(404, MSG_COMMIT_NOT_FOUND)
+            assert caller.user is not None
+            name = params.get("name") or params.get("context") or DEFAULT_STATUS_NAME
+            ref = params.get("ref") or project.default_branch
+            pipeline_id = _opt_int(params.get("pipeline_id"))
+            status = next(
+                (
+                    s
+                    for s in reversed(project.statuses)
+                    if s.sha == sha
+                    and s.name == name
+                    and s.ref == ref
+                    and not s.retried
+                    and s.status in {"pending", "running"}
+                    and (pipeline_id is None or s.pipeline_id == pipeline_id)
+                ),
+                None,
+            )
+            now = self.now()
+            if status is None:
+                status = CommitStatus(
+                    id=self._next_id("status"),
+                    sha=sha,
+                    ref=ref,
+                    name=name,
+                    status="created",
+                    author=caller.user,
+                    created_at=now,
+                    pipeline_id=pipeline_id or self._pipeline_id(project, sha, ref),
+                )
+                self._apply_status_event(status, state, now)  # raises before the row exists
+                for older in project.statuses:
+                    if older.sha == sha and older.name == name and older.ref == ref:
+                        older.retried = True
+                project.statuses.append(status)
+            else:
+                self._apply_status_event(status, state, now)
+            if "target_url" in params:
+                status.target_url = params["target_url"]
+            if "description" in params:
+                status.description = params["description"]
+            if params.get("coverage"):
+                status.coverage = float(params["coverage"])
+            return _json(self._status_json(status), status=201)
+
+    def _apply_status_event(self, status: CommitStatus, state: str, now: datetime) -> None:
+        # `running` is `enqueue` (its failure ignored, no bang) followed by `run!`.
+        events = ["enqueue", "run"] if state == "running" else [STATUS_EVENTS[state]]
+        for event in events:
+            sources, target = STATUS_TRANSITIONS[event]
+            if status.status not in sources:
+                if event == "enqueue" and state == "running":
+                    continue
+                raise _message(400, MSG_TRANSITION.format(event=event, state=status.status))
+            status.status = target
+            if target == "running":
+                status.started_at = now
+            elif target in {"success", "failed", "canceled"}:
+                status.finished_at = now
+
+    def _pipeline_id(self, project: Project, sha: str, ref: str) -> int:
+        # External statuses land in one pipeline per sha and ref; the fake derives a stable id.
+        for s in project.statuses:
+            if s.sha == sha and s.ref == ref and s.pipeline_id is not None:
+                return s.pipeline_id
+        return 1000 + len({(s.sha, s.ref) for s in project.statuses})
+
+    async def _list_statuses(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            errors: list[str] = []
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            project = self._visible_project(caller, call.params["id"])
+            self._require_read_code(caller, project)
+            sha, q = call.params["sha"], call.query
+            show_all = q.get("all", "false").lower() == "true"
+            rows = [
+                s
+                for s in project.statuses
+                if s.sha == sha
+                and (show_all or not s.retried)
+                and ("ref" not in q or s.ref == q["ref"])
+                and ("name" not in q or s.name == q["name"])
+            ]
+            result = paginate(rows, page, per_page)
+            return _json(
+                [self._status_json(s) for s in result.items], headers=self._pagination_headers(call, result)
+            )
+
+    # ------------------------------------------------------------------ handlers: notes, award emoji
+
+    async def _list_notes(self, call: Call) -> web.Response:
+        with self.lock:
+            caller, _, noteable = self._noteable_context(call)
+            del caller
+            q = call.query
+            errors: list[str] = []
+            order_by = q.get("order_by", "created_at")
+            if order_by not in NOTE_ORDER_BY:
+                errors.append(ERR_BAD_VALUE.format(param="order_by"))
+            sort = q.get("sort", NOTE_DEFAULT_SORT)
+            if sort not in SORTS:
+                errors.append(ERR_BAD_VALUE.format(param="sort"))
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            key: Callable[[Note], tuple[datetime, int]] = (
+                (lambda n: (n.created_at, n.id))
+                if order_by == "created_at"
+                else (lambda n: (n.updated_at, n.id))
+            )
+            notes = sorted(noteable.notes, key=key, reverse=sort == "desc")
+            result = paginate(notes, page, per_page)
+            return _json(
+                [self._note_json(noteable, n) for n in result.items],
+                headers=self._pagination_headers(call, result),
+            )
+
+    async def _create_note_route(self, call: Call) -> web.Response:
+        with self.lock:
+            caller, _, noteable = self._noteable_context(call, write=True)
+            body = _request_params(call).get("body")
+            if not body:
+                raise _error(400, "body is missing")
+            assert caller.user is not None
+            note = self._create_note(noteable, caller.user, body)
+            return _json(self._note_json(noteable, note), status=201)
+
+    async def _get_note(self, call: Call) -> web.Response:
+        with self.lock:
+            _, _, noteable = self._noteable_context(call)
+            return _json(self._note_json(noteable, self._note_or_404(noteable, call)))
+
+    async def _update_note(self, call: Call) -> web.Response:
+        with self.lock:
+            caller, _, noteable = self._noteable_context(call, write=True)
+            note = self._note_or_404(noteable, call)
+            # Notes::UpdateService runs only for the author (`admin_note` ability); admins aside.
+            assert caller.user is not None
+            if note.author.id != caller.user.id and not caller.user.admin:
+                raise _message(403, MSG_FORBIDDEN)
+            body = _request_params(call).get("body")
+            if not body:
+                raise _error(400, "body is missing")
+            if body != note.body:
+                note.body = body
+                note.updated_at = self.now()
+            return _json(self._note_json(noteable, note))
+
+    async def _list_note_awards(self, call: Call) -> web.Response:
+        with self.lock:
+            _, _, noteable = self._noteable_context(call)
+            note = self._note_or_404(noteable, call)
+            errors: list[str] = []
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            result = paginate(note.awards, page, per_page)
+            return _json(
+                [self._award_json(note, a) for a in result.items],
+                headers=self._pagination_headers(call, result),
+            )
+
+    async def _award_note(self, call: Call) -> web.Response:
+        with self.lock:
+            caller, _, noteable = self._noteable_context(call, write=True)
+            note = self._note_or_404(noteable, call)
+            name = _request_params(call).get("name")
+            if not name:
+                raise _error(400, "name is missing")
+            assert caller.user is not None
+            user = caller.user
+            if any(a.name == name and a.user.id == user.id for a in note.awards):
+                raise _message(404, MSG_AWARD_DUPLICATE)
+            award = AwardEmoji(self._next_id("award"), name, user, self.now())
+            note.awards.append(award)
+            return _json(self._award_json(note, award), status=201)
+
+    def _noteable_context(self, call: Call, *, write: bool = False) -> tuple[Caller, Project, Noteable]:
+        caller = self._authenticate(call)
+        if write and caller.user is None:
+            raise _message(401, MSG_UNAUTHORIZED)
+        project = self._visible_project(caller, call.params["id"])
+        kind = call.request.rel_url.raw_path.split("/notes")[0].rsplit("/", 2)[-2]
+        _, resource = NOTEABLE_KINDS[kind]
+        noteable = self._find_noteable(project, kind, int(call.params["iid"]))
+        if noteable is None:
+            raise _message(404, f"404 {resource} Not Found")
+        return caller, project, noteable
+
+    def _note_or_404(self, noteable: Noteable, call: Call) -> Note:
+        note_id = int(call.params["note_id"])
+        note = next((n for n in noteable.notes if n.id == note_id), None)
+        if note is None:
+            raise _message(404, MSG_RECORD_NOT_FOUND)  # notes.find raises RecordNotFound
+        return note
+
+    # ------------------------------------------------------------------ handlers: members, files
+
+    async def _get_member_all(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            project = self._visible_project(caller, call.params["id"])
+            user_id = int(call.params["user_id"])
+            user = next((u for u in self.state.users.values() if u.id == user_id), None)
+            level = NO_ACCESS if user is None else self._member_level(project, user)
+            if user is None or level == NO_ACCESS:
+                raise _message(404, MSG_MEMBER_NOT_FOUND)
+            return _json(self._member_json(user, level, project))
+
+    async def _get_raw_file(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            project = self._visible_project(caller, call.params["id"])
+            self._require_read_code(caller, project)
+            ref = call.query.get("ref") or project.default_branch
+            data = project.files.get((ref, call.params["file_path"]))
+            if data is None:
+                raise _message(404, MSG_FILE_NOT_FOUND)
+            return web.Response(body=data, headers={"Content-Type": RAW_FILE_CONTENT_TYPE})
+
+    def _require_read_code(self, caller: Caller, project: Project) -> None:
+        # `download_code` / `read_commit_status` need Reporter on private projects (Guests see
+        # issues but no code).
+        if project.visibility == "private" and self._level(caller, project) < REPORTER:
+            raise _message(403, MSG_FORBIDDEN)
+
+    def _member_level(self, project: Project, user: GitLabUser) -> int:
+        """Direct membership, else the role the user's tokens carry (a bot user of an access token)."""
+        if user.username in project.members:
+            return project.members[user.username]
+        roles = [t.role for t in self.state.tokens.values() if t.user == user.username and t.role is not None]
+        return max(roles, default=NO_ACCESS)
+
     # ------------------------------------------------------------------ auth and access
 
     def _authenticate(
@@ -814,6 +1260,39 @@ class FakeGitLab(FakeServer):
             self.state.next_file_id += 1
         return value
 
+    def _next_id(self, kind: Literal["status", "note", "award", "noteable"]) -> int:
+        attr = f"next_{kind}_id"
+        value: int = getattr(self.state, attr)
+        setattr(self.state, attr, value + 1)
+        return value
+
+    def _new_noteable(
+        self, project: Project, iid: int, kind: Literal["MergeRequest", "Issue"], title: str, author: str
+    ) -> Noteable:
+        existing = project.merge_requests if kind == "MergeRequest" else project.issues
+        if iid in existing:
+            raise ValueError(f"{kind} {iid} exists in {project.path!r}")
+        return Noteable(
+            self._next_id("noteable"), project.id, iid, kind, title, self.add_user(author), self.now()
+        )
+
+    def _find_noteable(self, project: Project, kind: str, iid: int) -> Noteable | None:
+        return (project.merge_requests if kind == "merge_requests" else project.issues).get(iid)
+
+    def _noteable_or_raise(self, project: Project, kind: str, iid: int) -> Noteable:
+        found = self._find_noteable(project, kind, iid)
+        if found is None:
+            raise KeyError(f"no {kind} {iid} in {project.path!r}")
+        return found
+
+    def _create_note(
+        self, noteable: Noteable, author: GitLabUser, body: str, *, system: bool = False
+    ) -> Note:
+        now = self.now()
+        note = Note(self._next_id("note"), body, author, now, now, system=system)
+        noteable.notes.append(note)
+        return note
+
     def _page_params(self, call: Call, errors: list[str]) -> tuple[int, int]:
         page = _int_param(call, "page", 1, errors)
         per_page = _int_param(call, "per_page", DEFAULT_PER_PAGE, errors)
@@ -903,6 +1382,81 @@ class FakeGitLab(FakeServer):
             },
         }
 
+    def _user_basic_json(self, user: GitLabUser) -> dict[str, Any]:
+        """Entities::UserBasic, embedded as ``author``/``user`` in notes, statuses and awards."""
+        return {
+            "id": user.id,
+            "username": user.username,
+            "name": user.name,
+            "state": "active",
+            "locked": False,
+            "avatar_url": f"{self.url}/uploads/-/system/user/avatar/{user.id}/avatar.png",
+            "web_url": f"{self.url}/{user.username}",
+        }
+
+    def _status_json(self, s: CommitStatus) -> dict[str, Any]:
+        """Entities::CommitStatus."""
+        return {
+            "id": s.id,
+            "sha": s.sha,
+            "ref": s.ref,
+            "status": s.status,
+            "name": s.name,
+            "target_url": s.target_url,
+            "description": s.description,
+            "created_at": _ts(s.created_at),
+            "started_at": _ts(s.started_at) if s.started_at else None,
+            "finished_at": _ts(s.finished_at) if s.finished_at else None,
+            "allow_failure": False,
+            "coverage": s.coverage,
+            "pipeline_id": s.pipeline_id,
+            "author": self._user_basic_json(s.author),
+        }
+
+    def _note_json(self, noteable: Noteable, n: Note) -> dict[str, Any]:
+        """Entities::Note."""
+        return {
+            "id": n.id,
+            "type": None,
+            "body": n.body,
+            "attachment": None,
+            "author": self._user_basic_json(n.author),
+            "created_at": _ts(n.created_at),
+            "updated_at": _ts(n.updated_at),
+            "system": n.system,
+            "noteable_id": noteable.id,
+            "noteable_type": noteable.kind,
+            "project_id": noteable.project_id,
+            "resolvable": False,
+            "confidential": False,
+            "internal": False,
+            "noteable_iid": noteable.iid,
+            "commands_changes": {},
+        }
+
+    def _award_json(self, note: Note, a: AwardEmoji) -> dict[str, Any]:
+        """Entities::AwardEmoji."""
+        return {
+            "id": a.id,
+            "name": a.name,
+            "user": self._user_basic_json(a.user),
+            "created_at": _ts(a.created_at),
+            "updated_at": _ts(a.created_at),
+            "awardable_id": note.id,
+            "awardable_type": "Note",
+            "url": None,
+        }
+
+    def _member_json(self, user: GitLabUser, level: int, project: Project) -> dict[str, Any]:
+        """Entities::Member."""
+        return self._user_basic_json(user) | {
+            "access_level": level,
+            "created_at": _ts(project.created_at),
+            "created_by": None,
+            "expires_at": None,
+            "membership_state": "active",
+        }
+
     def _package_json(self, project: Project, package: Package, *, can_delete: bool) -> dict[str, Any]:
         links: dict[str, str] = {"web_path": f"/{project.path}/-/packages/{package.id}"}
         if can_delete:  # "Only available if the request user has permission to do so."
@@ -971,6 +1525,35 @@ def _duplicates_allowed(project: Project, name: str, version: str) -> bool:
     regex = project.duplicate_exception_regex
     matched = bool(regex) and any(re.fullmatch(regex, value) for value in (name, version))
     return project.allow_duplicates != matched
+
+
+def _request_params(call: Call) -> dict[str, str]:
+    """Grape's params: the query string merged with a JSON or form body (python-gitlab sends JSON)."""
+    params: dict[str, str] = dict(call.query)
+    if not call.body:
+        return params
+    content_type = call.header("Content-Type") or ""
+    if "json" in content_type:
+        try:
+            decoded = json.loads(call.body)
+        except ValueError:
+            raise _error(400, "The provided content-type 'application/json' is not supported.") from None
+        if isinstance(decoded, dict):
+            params.update(
+                {k: v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items() if v is not None}
+            )
+    elif "x-www-form-urlencoded" in content_type:
+        params.update(dict(parse_qsl(call.body.decode(), keep_blank_values=True)))
+    return params
+
+
+def _opt_int(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _error(400, ERR_INVALID.format(param="pipeline_id")) from None
 
 
 def _ts(value: datetime) -> str:
