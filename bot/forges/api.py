@@ -118,6 +118,16 @@ class _RestClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def current_user_id(self) -> int:
+        """The bot's own user id (both forges answer ``GET /user``), asked once."""
+        if self._user_id is None:
+            self._user_id = int((await self._call("GET", "/user", ok=(200,))).json()["id"])
+        return self._user_id
+
+    async def _raw(self, route: str, ref: str) -> bytes | None:
+        response = await self._call("GET", route, params={"ref": ref}, ok=(200, 404))
+        return None if response.status_code == 404 else response.content
+
     async def _call(
         self,
         method: str,
@@ -216,14 +226,7 @@ class GitLabForge(_RestClient):
         return int(level) if isinstance(level, int) else NO_ACCESS
 
     async def read_file(self, repo: Repo, path: str, *, ref: str) -> bytes | None:
-        route = f"{self._project(repo)}/repository/files/{quote(path, safe='')}/raw"
-        response = await self._call("GET", route, params={"ref": ref}, ok=(200, 404))
-        return None if response.status_code == 404 else response.content
-
-    async def current_user_id(self) -> int:
-        if self._user_id is None:
-            self._user_id = int((await self._call("GET", "/user", ok=(200,))).json()["id"])
-        return self._user_id
+        return await self._raw(f"{self._project(repo)}/repository/files/{quote(path, safe='')}/raw", ref)
 
 
 class GiteaForge(_RestClient):
@@ -289,11 +292,4 @@ class GiteaForge(_RestClient):
         return GITEA_LEVELS.get(str((response.json() or {}).get("permission")), NO_ACCESS)
 
     async def read_file(self, repo: Repo, path: str, *, ref: str) -> bytes | None:
-        route = f"{self._repo(repo)}/raw/{quote(path)}"
-        response = await self._call("GET", route, params={"ref": ref}, ok=(200, 404))
-        return None if response.status_code == 404 else response.content
-
-    async def current_user_id(self) -> int:
-        if self._user_id is None:
-            self._user_id = int((await self._call("GET", "/user", ok=(200,))).json()["id"])
-        return self._user_id
+        return await self._raw(f"{self._repo(repo)}/raw/{quote(path)}", ref)
