@@ -8,7 +8,7 @@ Two steps, so the bot can log what was asked before deciding what runs::
         if isinstance(result, CommandError):
             reply(result.message + "\\n\\n" + HELP_TEXT)
         else:
-            run(result)                          # result.name is the `Command` of bot.config
+            run(result)                          # a ChatCommand; .name is bot.config's Command
 
 **One command per comment: the first.** A comment is one request, answered by one reply comment
 edited in place (SPEC §6.4); running several would mean several replies, ordering questions and
@@ -117,9 +117,9 @@ USAGE: Final[Mapping[CommandName, str]] = {
     "sync": "`/imglife sync [--dry-run] [SOURCE...]`",
     "cleanup": "`/imglife cleanup [--dry-run]`",
 }
+DRY_RUN_COMMANDS: Final[frozenset[CommandName]] = frozenset({"sync", "cleanup"})
 _OPTIONS: Final[Mapping[CommandName, frozenset[str]]] = {
-    "sync": frozenset({DRY_RUN}),
-    "cleanup": frozenset({DRY_RUN}),
+    name: frozenset({DRY_RUN}) for name in DRY_RUN_COMMANDS
 }
 # How many positional arguments each command takes, and what they are called in messages.
 _POSITIONAL: Final[Mapping[CommandName, tuple[int, str]]] = {
@@ -148,25 +148,26 @@ _GITEA_ROLE: Final[Mapping[Role, str]] = {
 }
 
 
-def _help_text() -> str:
+def help_text(available: Collection[CommandName] = tuple(USAGE)) -> str:
+    """The command list for a reply, limited to the commands this bot runs."""
     lines = [
         "**imglife commands** — one per comment, on a line of its own:",
         "",
     ]
     for name, usage in USAGE.items():
+        if name not in available:
+            continue
         role = DEFAULT_PERMISSIONS[name]
         lines.append(
             f"- {usage} — {_DESCRIPTIONS[name]} (GitLab {role} / Gitea {_GITEA_ROLE.get(role, role)})"
         )
-    lines += [
-        "",
-        "Roles are the defaults; the operator may change them (`bot.permissions`). "
-        "Use `--dry-run` to see what `sync` or `cleanup` would do without changing anything.",
-    ]
+    lines += ["", "Roles are the defaults; the operator may change them (`bot.permissions`)."]
+    if DRY_RUN_COMMANDS & set(available):
+        lines[-1] += " Use `--dry-run` to see what a command would change without changing anything."
     return "\n".join(lines)
 
 
-HELP_TEXT: Final = _help_text()
+HELP_TEXT: Final = help_text()
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ class CommandLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class ChatCommand:
     """A validated command, ready to run (after the permission check for ``name``).
 
     ``bases`` (check) are parsed references on a configured registry; ``sources`` (sync) are
@@ -531,13 +532,18 @@ def _command_name(word: str) -> CommandName | None:
 
 
 def validate(
-    line: CommandLine, *, registries: Collection[str], sync_sources: Collection[str]
-) -> Command | CommandError:
+    line: CommandLine,
+    *,
+    registries: Collection[str],
+    sync_sources: Collection[str],
+    available: Collection[CommandName] = tuple(USAGE),
+) -> ChatCommand | CommandError:
     """Check a command line against SPEC §6.3 and the configuration; never raises.
 
     ``registries`` are the OCI registries ``check`` may name (``host[:port]``, or
     ``host[:port]/path`` to allow only that part of a registry); ``sync_sources`` are the
-    ``source`` and ``target`` of every configured sync entry.
+    ``source`` and ``target`` of every configured sync entry; ``available`` the commands this
+    bot runs (any other is an unknown command).
     """
     if line.error is not None:
         return CommandError(line.error)
@@ -546,7 +552,7 @@ def validate(
     if not line.command:
         return CommandError(MSG_NO_COMMAND)
     name = _command_name(line.command)
-    if name is None:
+    if name is None or name not in available:
         return CommandError(MSG_UNKNOWN_COMMAND.format(command=quote(line.command)))
     if len(line.args) > MAX_ARGS:
         return CommandError(MSG_TOO_MANY_ARGS)
@@ -570,13 +576,13 @@ def validate(
     dry_run = DRY_RUN in options
     if name == "check":
         bases, error = _check_bases(positional, registries)
-        return error or Command(name=name, bases=bases)
+        return error or ChatCommand(name=name, bases=bases)
     if name == "sync":
         sources, error = _sync_sources(positional, sync_sources)
-        return error or Command(name=name, dry_run=dry_run, sources=sources)
+        return error or ChatCommand(name=name, dry_run=dry_run, sources=sources)
     if name == "register":
         tag = positional[0] if positional else None
         if tag is not None and not _TAG_RE.match(tag):
             return CommandError(MSG_BAD_TAG.format(arg=quote(tag)))
-        return Command(name=name, tag=tag)
-    return Command(name=name, dry_run=dry_run)
+        return ChatCommand(name=name, tag=tag)
+    return ChatCommand(name=name, dry_run=dry_run)

@@ -111,7 +111,9 @@ def main(
             args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed help, the version, or usage and the error
         return int(exc.code or 0)
-    log_format = args.log_format or env.get("IMGLIFE_LOG_FORMAT") or "text"
+    command: Command | None = getattr(args, "_command", None)
+    default_format = command.default_log_format if command is not None else "text"
+    log_format = args.log_format or env.get("IMGLIFE_LOG_FORMAT") or default_format
     if log_format not in LOG_FORMATS:
         err.write(f"{PROG}: error: IMGLIFE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}\n")
         return EXIT_USAGE
@@ -120,7 +122,6 @@ def main(
     try:
         if args.check:
             return _check_config(invocation)
-        command: Command | None = getattr(args, "_command", None)
         if command is None or command.run is None:
             args._group.print_help(out)
             return EXIT_USAGE

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from bot.config import Config, insecure_hosts
 from bot.credentials import Access, CredentialResolver, CredentialScope, ScopedCredentials
 from bot.errors import ConfigError, ImglifeError
+from bot.events import Forge as ForgeKind
+from bot.forges.api import Forge, GiteaForge, GitLabForge
 from bot.http import HttpClient, TransportError
 from bot.oci.client import RegistryClient
 from bot.records import RecordStore
@@ -22,6 +24,7 @@ from bot.records.gitea import GiteaRecordStore
 from bot.records.gitlab import GitLabRecordStore
 from bot.records.guard import ScopedRecordStore
 from bot.records.local import LocalRecordStore
+from bot.redaction import register_secret
 
 T = TypeVar("T")
 # provider -> (variable, header, value template): how a forge's raw-file URLs authenticate.
@@ -128,3 +131,15 @@ def lifecycle_sources(
     fetch = UrlFetcher(config, environ)
     stack.push_async_callback(fetch.aclose)
     return store, fetch
+
+
+def forge_client(config: Config, environ: Mapping[str, str], forge: ForgeKind) -> Forge | None:
+    """The API client the bot answers ``forge``'s webhooks with; None without a URL or a token."""
+    gitlab = forge is ForgeKind.GITLAB
+    url = config.forge_url("gitlab" if gitlab else "gitea")
+    variable = FORGE_TOKEN_HEADERS[str(forge)][0]
+    token = environ.get(variable, "").strip()
+    if not url or not token:
+        return None
+    register_secret(token)
+    return GitLabForge(url, token) if gitlab else GiteaForge(url, token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,11 @@ from bot.config import Config
 from bot.errors import InvalidReference
 from bot.lifecycle.eoldata import EolData, EolStatus
 from bot.oci.reference import parse_reference
-from bot.records import BuildRecord, RecordScan, format_timestamp
+from bot.records import BuildRecord, RecordScan, RecordStore, format_timestamp
 from bot.versions import sort_tags
+from handlers import sources
 from handlers.bases import BaseImage, TagVerdict, base_images, find_base, judge_tag
+from handlers.sources import Fetch
 
 STATUS_LABELS = {
     EolStatus.OK: "✅ OK",
@@ -109,6 +112,31 @@ def build_report(
         bases=list(reports.values()),
         orphans=orphans,
         problems=list(scan.problems),
+    )
+
+
+async def gather_report(
+    config: Config,
+    *,
+    store: RecordStore,
+    fetch: Fetch,
+    now: dt.datetime,
+    critical: int,
+    config_source: str,
+    shown: Callable[[str], str] = str,
+) -> StatusReport:
+    """Read the EOL data and every build record, and judge them against ``config``."""
+    eol, loaded = await sources.eol_data(config, eol_url=None, fetch=fetch, store=store)
+    scan = await store.scan()
+    return build_report(
+        config,
+        eol,
+        scan,
+        now=now,
+        critical=critical,
+        config_source=config_source,
+        eol_source=shown(loaded.source),
+        eol_missing=loaded.missing,
     )
 
 
@@ -204,6 +232,37 @@ def render_markdown(report: StatusReport) -> str:
         lines += [f"- {md_text(problem)}" for problem in report.problems]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_eol_markdown(report: StatusReport) -> str:
+    """The EOL summary (chat-ops ``eol``): each base's latest tag, and the tags in use that end soon."""
+    lines = ["## End of life", ""]
+    if report.eol_missing:
+        lines += [f"> ⚠️ {md_text(report.eol_missing)}", ""]
+    if not report.bases:
+        return "\n".join([*lines, "No base images are declared in `build.images`."]) + "\n"
+    lines += ["| Base image | Latest tag | Cycle | EOL |", "|---|---|---|---|"]
+    for base in report.bases:
+        cycle = md_code(base.latest.cycle) if base.latest.cycle else "—"
+        lines.append(
+            f"| {md_code(base.base.repository)} | {md_code(base.base.latest_tag)} | {cycle} | "
+            f"{eol_cell(base.latest, report.critical_days)} |"
+        )
+    ending = [
+        (base, tag, verdict)
+        for base in report.bases
+        for tag, verdict in base.tags.items()
+        if verdict.eol_status in (EolStatus.WARNING, EolStatus.EOL)
+    ]
+    if ending:
+        lines += ["", "**Tags in use that are at or near end of life**", ""]
+        for base, tag, verdict in ending:
+            users = sum(1 for app in base.apps if app.tag == tag)
+            lines.append(
+                f"- {md_code(f'{base.base.repository}:{tag}')}: {eol_cell(verdict, report.critical_days)}, "
+                f"{users} application{'s' if users != 1 else ''}"
+            )
+    return "\n".join(lines) + "\n"
 
 
 # -- JSON and text -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from bot.chatops import (
     MAX_ARG_CHARS,
     MAX_BODY_CHARS,
     MAX_COMMAND_LINES,
-    Command,
+    ChatCommand,
     CommandError,
     CommandLine,
     first_command,
@@ -37,7 +37,7 @@ def commands_in(body: str) -> list[str]:
     return [line.raw for line in parse_commands(body)]
 
 
-def check(raw: str) -> Command | CommandError:
+def check(raw: str) -> ChatCommand | CommandError:
     lines = parse_commands(raw)
     assert len(lines) == 1, raw
     return validate(lines[0], registries=REGISTRIES, sync_sources=SYNC_SOURCES)
@@ -255,18 +255,18 @@ def test_unbalanced_quotes_are_a_parse_error_not_an_exception(raw):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("/imglife help", Command("help")),
-        ("/imglife HELP", Command("help")),
-        ("/imglife status", Command("status")),
-        ("/imglife eol", Command("eol")),
-        ("/imglife cleanup", Command("cleanup")),
-        ("/imglife cleanup --dry-run", Command("cleanup", dry_run=True)),
-        ("/imglife register", Command("register")),
-        ("/imglife register v1.2.3", Command("register", tag="v1.2.3")),
-        ("/imglife register 1.0_rc-1", Command("register", tag="1.0_rc-1")),
-        ("/imglife sync", Command("sync")),
-        ("/imglife sync --dry-run", Command("sync", dry_run=True)),
-        ("/imglife check", Command("check")),
+        ("/imglife help", ChatCommand("help")),
+        ("/imglife HELP", ChatCommand("help")),
+        ("/imglife status", ChatCommand("status")),
+        ("/imglife eol", ChatCommand("eol")),
+        ("/imglife cleanup", ChatCommand("cleanup")),
+        ("/imglife cleanup --dry-run", ChatCommand("cleanup", dry_run=True)),
+        ("/imglife register", ChatCommand("register")),
+        ("/imglife register v1.2.3", ChatCommand("register", tag="v1.2.3")),
+        ("/imglife register 1.0_rc-1", ChatCommand("register", tag="1.0_rc-1")),
+        ("/imglife sync", ChatCommand("sync")),
+        ("/imglife sync --dry-run", ChatCommand("sync", dry_run=True)),
+        ("/imglife check", ChatCommand("check")),
     ],
 )
 def test_valid_commands(raw, expected):
@@ -278,7 +278,7 @@ def test_check_bases_are_parsed_normalised_and_deduplicated():
         "/imglife check registry.example.com/bases/alpine:3.21 Registry.Example.com/bases/alpine:3.21 "
         "mirror.example.com:5000/mirror/debian"
     )
-    assert isinstance(result, Command)
+    assert isinstance(result, ChatCommand)
     assert [str(base) for base in result.bases] == [
         "registry.example.com/bases/alpine:3.21",
         "mirror.example.com:5000/mirror/debian:latest",
@@ -288,7 +288,7 @@ def test_check_bases_are_parsed_normalised_and_deduplicated():
 def test_check_accepts_digests():
     digest = "sha256:" + "a" * 64
     result = check(f"/imglife check registry.example.com/bases/alpine@{digest}")
-    assert isinstance(result, Command)
+    assert isinstance(result, ChatCommand)
     assert result.bases[0].digest == digest
 
 
@@ -308,7 +308,7 @@ def test_check_accepts_digests():
 )
 def test_sync_sources_resolve_to_configured_entries(raw, sources):
     result = check(raw)
-    assert isinstance(result, Command)
+    assert isinstance(result, ChatCommand)
     assert result.sources == sources
     assert result.dry_run == ("--dry-run" in raw)
 
@@ -511,7 +511,7 @@ def test_property_parse_and_validate_never_raise_on_any_text(body):
     for text in (body, f"/imglife {body}", f"/imglife check {body}", f"/imglife sync {body}"):
         for line in parse_commands(text):
             result = validate(line, registries=REGISTRIES, sync_sources=SYNC_SOURCES)
-            assert isinstance(result, Command | CommandError)
+            assert isinstance(result, ChatCommand | CommandError)
 
 
 ARGUMENT = st.one_of(

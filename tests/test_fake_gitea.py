@@ -28,17 +28,22 @@ from gitea_async.api_client import ApiClient
 from gitea_async.configuration import Configuration
 from gitea_async.exceptions import ApiException, ForbiddenException, NotFoundException, UnauthorizedException
 from gitea_async.models.comment import Comment
+from gitea_async.models.commit_meta import CommitMeta
 from gitea_async.models.commit_status import CommitStatus
+from gitea_async.models.contents_response import ContentsResponse
 from gitea_async.models.create_issue_comment_option import CreateIssueCommentOption
 from gitea_async.models.create_status_option import CreateStatusOption
 from gitea_async.models.edit_issue_comment_option import EditIssueCommentOption
 from gitea_async.models.edit_reaction_option import EditReactionOption
 from gitea_async.models.package import Package
 from gitea_async.models.package_file import PackageFile
+from gitea_async.models.pr_branch_info import PRBranchInfo
+from gitea_async.models.pull_request import PullRequest
 from gitea_async.models.reaction import Reaction
 from gitea_async.models.repo_collaborator_permission import RepoCollaboratorPermission
 from gitea_async.models.repository import Repository
 from gitea_async.models.server_version import ServerVersion
+from gitea_async.models.tag import Tag
 from gitea_async.models.user import User
 from pydantic import BaseModel
 
@@ -679,3 +684,123 @@ async def test_repo_answers_parse_with_the_sdk_models(bot_fake: FakeGitea, http:
     permission = (await http.get(f"{base}/collaborators/{BOT}/permission")).json()
     assert_matches_model(permission, RepoCollaboratorPermission)
     assert_matches_model((await http.get(base)).json(), Repository)
+
+
+# --------------------------------------------------------------------------- contents, tags, pull requests
+
+# What `git ls-tree` reports for the bot_fake files plus those added below (computed with git).
+DOCKER_TREE_ID = "1dad956d972356742a4dcfc0bd84bdd7282219f2"
+CONTENTS_LINKS = {"_links"}  # ContentsResponse declares it as the alias of its `links` field
+
+
+def add_docker_directory(fake: FakeGitea) -> None:
+    """docker/{Dockerfile (from bot_fake), base/Dockerfile, run.sh (executable), link (symlink)}."""
+    fake.add_file(ORG, REPO, SHA, "docker/base/Dockerfile", b"FROM debian:12\n")
+    fake.add_file(ORG, REPO, SHA, "docker/run.sh", b"x\n", mode="100755")
+    fake.add_file(ORG, REPO, SHA, "docker/link", b"Dockerfile", mode="120000")
+
+
+async def test_contents_list_directories_and_return_files_through_the_sdk(
+    bot_fake: FakeGitea, sdk: ApiClient, http: httpx.AsyncClient
+) -> None:
+    add_docker_directory(bot_fake)
+    api = RepositoryApi(sdk)
+    root = await api.repo_get_contents_list(ORG, REPO, ref=SHA)
+    assert [(c.name, c.type, c.sha, c.size) for c in root] == [("docker", "dir", DOCKER_TREE_ID, 0)]
+    assert [c.path for c in await api.repo_get_contents_list(ORG, REPO)] == [".imglife.yml"]  # trunk
+    single = await api.repo_get_contents(ORG, REPO, "docker/Dockerfile", ref=SHA)
+    assert (single.type, single.sha, single.size, single.encoding) == (
+        "file",
+        "abf8b7c7b8728eafe93fe4fe366bf7faacbe275c",
+        17,
+        "base64",
+    )
+    assert base64.b64decode(single.content or "") == b"FROM alpine:3.20\n"
+    # A directory answers a JSON list, which the SDK's repo_get_contents (typed as one object)
+    # cannot return: read it raw and parse every entry with the SDK's strict model.
+    raw = (
+        await http.get(f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/contents/docker", params={"ref": SHA})
+    ).json()
+    for item in raw:
+        assert_matches_model(item, ContentsResponse, CONTENTS_LINKS)
+    entries = [ContentsResponse.from_dict(item) for item in raw]
+    assert [(e.path, e.type, e.sha, e.content) for e in entries if e is not None] == [
+        ("docker/Dockerfile", "file", "abf8b7c7b8728eafe93fe4fe366bf7faacbe275c", None),
+        ("docker/base", "dir", "50ed187f85545617211b009eafafbfe34b71a86f", None),
+        ("docker/link", "symlink", "1d1fe94df492104ae6b144c08727a0fa8f15ab86", None),
+        ("docker/run.sh", "file", "587be6b4c3f93f93c489c0111bba5596147a26cb", None),
+    ]
+    assert raw[2]["target"] == "Dockerfile"
+    assert raw[0]["download_url"].endswith(f"/{ORG}/{REPO}/raw/commit/{SHA}/docker/Dockerfile")
+    assert raw[1]["download_url"] is None
+
+
+async def test_contents_of_a_missing_path_or_ref_is_404(
+    bot_fake: FakeGitea, sdk: ApiClient, http: httpx.AsyncClient
+) -> None:
+    with pytest.raises(NotFoundException):
+        await RepositoryApi(sdk).repo_get_contents(ORG, REPO, "docker/nope", ref=SHA)
+    base = f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/contents"
+    # ctx.NotFound("GetContentsOrList", err): the string replaces the message.
+    for url, error in (
+        (f"{base}/docker/nope?ref={SHA}", "object does not exist [id: , rel_path: docker/nope]"),
+        (f"{base}/docker?ref=no-such-branch", "object does not exist [id: no-such-branch, rel_path: ]"),
+    ):
+        answer = await http.get(url)
+        assert answer.status_code == 404
+        assert (answer.json()["message"], answer.json()["errors"]) == ("GetContentsOrList", [error])
+
+
+async def test_tags_through_the_sdk(bot_fake: FakeGitea, sdk: ApiClient, http: httpx.AsyncClient) -> None:
+    bot_fake.add_tag(ORG, REPO, "v1.0", SHA)
+    annotated = bot_fake.add_tag(ORG, REPO, "release/2.0", "c" * 40, message="Release 2.0\n")
+    api = RepositoryApi(sdk)
+    light = await api.repo_get_tag(ORG, REPO, "v1.0")
+    assert light.commit is not None
+    assert (light.id, light.commit.sha, light.message) == (SHA, SHA, "")
+    release = await api.repo_get_tag(ORG, REPO, "release/2.0")
+    assert release.commit is not None
+    assert release.commit.sha == "c" * 40
+    assert release.id == annotated.id != "c" * 40  # the tag object, not the commit
+    assert release.message == "Release 2.0"
+    with pytest.raises(NotFoundException):
+        await api.repo_get_tag(ORG, REPO, "v9")
+    missing = await http.get(f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/tags/v9")
+    assert missing.json()["message"] == "v9"  # ctx.NotFound(tagName)
+    raw = (await http.get(f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/tags/release/2.0")).json()
+    assert_matches_model(raw, Tag)
+    assert_matches_model(raw["commit"], CommitMeta)
+    # A tag reads the files of its commit.
+    assert (
+        bytes(await api.repo_get_raw_file(ORG, REPO, "docker/Dockerfile", ref="v1.0"))
+        == b"FROM alpine:3.20\n"
+    )
+    names = [c.name for c in await api.repo_get_contents_list(ORG, REPO, ref="v1.0")]
+    assert names == ["docker"]
+
+
+async def test_pull_request_head_through_the_sdk(
+    bot_fake: FakeGitea, sdk: ApiClient, http: httpx.AsyncClient
+) -> None:
+    pull = bot_fake.add_pull(ORG, REPO, head="bump-base", head_sha="e" * 40)
+    api = RepositoryApi(sdk)
+    pr = await api.repo_get_pull_request(ORG, REPO, pull.index)
+    assert pr.head is not None
+    assert pr.base is not None
+    assert (pr.number, pr.state, pr.head.sha, pr.head.ref, pr.base.ref) == (
+        pull.index,
+        "open",
+        "e" * 40,
+        "bump-base",
+        "trunk",
+    )
+    with pytest.raises(NotFoundException):
+        await api.repo_get_pull_request(ORG, REPO, 1)  # issue #1 shares the numbers, is no pull
+    with bot_fake.lock:  # a push to the head branch
+        pull.head_sha = "f" * 40
+    again = await api.repo_get_pull_request(ORG, REPO, pull.index)
+    assert again.head is not None
+    assert again.head.sha == "f" * 40
+    raw = (await http.get(f"{bot_fake.url}/api/v1/repos/{ORG}/{REPO}/pulls/{pull.index}")).json()
+    assert_matches_model(raw, PullRequest)
+    assert_matches_model(raw["head"], PRBranchInfo)

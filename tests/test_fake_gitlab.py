@@ -760,3 +760,119 @@ def test_members_all_and_raw_files(bot_fake: FakeGitLab, project: Project, gl: g
     info = gl.projects.get(PROJECT)
     assert (info.default_branch, info.path_with_namespace) == ("main", PROJECT)
     assert bot_fake.request_count("GET", r"/repository/files/docker%2FDockerfile/raw") == 2
+
+
+# --------------------------------------------------------------------------- tree, tags, merge requests
+
+# What `git ls-tree` reports for the bot_fake files plus those added below (computed with git).
+DOCKER_TREE_ID = "1dad956d972356742a4dcfc0bd84bdd7282219f2"
+GIT_IDS = {
+    "Dockerfile": "abf8b7c7b8728eafe93fe4fe366bf7faacbe275c",
+    "base": "50ed187f85545617211b009eafafbfe34b71a86f",
+    "link": "1d1fe94df492104ae6b144c08727a0fa8f15ab86",
+    "run.sh": "587be6b4c3f93f93c489c0111bba5596147a26cb",
+}
+
+
+def add_docker_directory(fake: FakeGitLab, ref: str = SHA) -> None:
+    """docker/{Dockerfile (from bot_fake), base/Dockerfile, run.sh (executable), link (symlink)}."""
+    fake.add_file(PROJECT, ref, "docker/base/Dockerfile", b"FROM debian:12\n")
+    fake.add_file(PROJECT, ref, "docker/run.sh", b"x\n", mode="100755")
+    fake.add_file(PROJECT, ref, "docker/link", b"Dockerfile", mode="120000")
+
+
+def test_repository_tree_lists_one_directory_with_git_ids(bot_fake: FakeGitLab, project: Project) -> None:
+    add_docker_directory(bot_fake)
+    tree = project.repository_tree(path="docker", ref=SHA, get_all=True)
+    assert isinstance(tree, list)
+    # Trees first (GitLab asks Gitaly for TREES_FIRST), then blobs; symlinks are blobs too.
+    assert [(e["type"], e["path"], e["mode"]) for e in tree] == [
+        ("tree", "docker/base", "040000"),
+        ("blob", "docker/Dockerfile", "100644"),
+        ("blob", "docker/link", "120000"),
+        ("blob", "docker/run.sh", "100755"),
+    ]
+    assert all(set(e) == {"id", "name", "type", "path", "mode"} for e in tree)
+    assert {e["name"]: e["id"] for e in tree} == GIT_IDS
+    root = project.repository_tree(ref=SHA, get_all=True)
+    assert [(e["name"], e["type"], e["id"]) for e in root] == [("docker", "tree", DOCKER_TREE_ID)]
+    # No ref: the default branch.
+    assert [e["path"] for e in project.repository_tree(get_all=True)] == [".imglife.yml"]
+
+
+def test_repository_tree_paginates_like_other_lists(
+    bot_fake: FakeGitLab, project: Project, http: httpx.Client
+) -> None:
+    for i in range(25):
+        bot_fake.add_file(PROJECT, "main", f"many/{i:02d}.txt", str(i))
+    first = http.get(
+        f"{bot_fake.url}{API}/projects/1/repository/tree",
+        headers={"PRIVATE-TOKEN": TOKEN},
+        params={"path": "many", "per_page": 10},
+    )
+    assert [e["name"] for e in first.json()] == [f"{i:02d}.txt" for i in range(10)]
+    assert (first.headers["X-Total"], first.headers["X-Total-Pages"], first.headers["X-Next-Page"]) == (
+        "25",
+        "3",
+        "2",
+    )
+    walked = project.repository_tree(path="many", per_page=10, get_all=True)
+    assert len(walked) == 25
+    assert bot_fake.request_count("GET", r"/repository/tree") == 4
+
+
+def test_repository_tree_errors_follow_the_request_spec(
+    bot_fake: FakeGitLab, project: Project, http: httpx.Client
+) -> None:
+    cases = [
+        ({"path": "nope", "ref": SHA}, "404 invalid revision or path Not Found"),
+        ({"path": "docker", "ref": "no-such-branch"}, "404 Tree Not Found"),
+        ({"path": "docker/Dockerfile", "ref": SHA}, "404 path not treeish Not Found"),
+    ]
+    for params, message in cases:
+        with pytest.raises(gitlab.GitlabGetError) as err:
+            project.repository_tree(**params)
+        assert (err.value.response_code, err.value.error_message) == (404, message)
+    bot_fake.add_token("glpat-guest", "guest", role=GUEST)
+    guest = http.get(
+        f"{bot_fake.url}{API}/projects/1/repository/tree", headers={"PRIVATE-TOKEN": "glpat-guest"}
+    )
+    assert (guest.status_code, guest.json()) == (403, {"message": "403 Forbidden"})
+
+
+def test_tags_through_python_gitlab(bot_fake: FakeGitLab, project: Project) -> None:
+    bot_fake.add_tag(PROJECT, "v1.0", SHA)
+    annotated = bot_fake.add_tag(PROJECT, "release/2.0", "c" * 40, message="Release 2.0")
+    light = project.tags.get("v1.0")
+    assert (light.name, light.target, light.commit["id"], light.message) == ("v1.0", SHA, SHA, None)
+    assert light.created_at is None
+    release = project.tags.get("release/2.0")
+    assert release.commit["id"] == "c" * 40
+    assert release.target == annotated.target != "c" * 40  # the tag object, not the commit
+    assert (release.message, release.protected) == ("Release 2.0", False)
+    # python-gitlab sends the name as one segment, as GitLab's route requires.
+    assert bot_fake.request_count("GET", r"/repository/tags/release%2F2\.0$") == 1
+    with pytest.raises(gitlab.GitlabGetError) as err:
+        project.tags.get("v9")
+    assert (err.value.response_code, err.value.error_message) == (404, "404 Tag Not Found")
+    # A tag reads the files of its commit.
+    assert [e["path"] for e in project.repository_tree(path="docker", ref="v1.0")] == ["docker/Dockerfile"]
+    assert project.files.raw("docker/Dockerfile", ref="v1.0") == b"FROM alpine:3.20\n"
+
+
+def test_merge_request_carries_its_head_sha(bot_fake: FakeGitLab, project: Project) -> None:
+    mr = project.mergerequests.get(MR_IID)
+    assert (mr.iid, mr.sha, mr.source_branch, mr.target_branch, mr.state) == (
+        MR_IID,
+        SHA,
+        "feature",
+        "main",
+        "opened",
+    )
+    assert mr.references["full"] == f"{PROJECT}!{MR_IID}"
+    with bot_fake.lock:  # a push to the source branch
+        bot_fake.project(PROJECT).merge_requests[MR_IID].sha = "d" * 40
+    assert project.mergerequests.get(MR_IID).sha == "d" * 40
+    with pytest.raises(gitlab.GitlabGetError) as err:
+        project.mergerequests.get(ISSUE_IID)  # issues and MRs count separately
+    assert (err.value.response_code, err.value.error_message) == (404, "404 Not found")

@@ -126,6 +126,72 @@ async def test_gitea_statuses_comments_reactions_permissions_files(gitea):
     assert [s.state for s in fake.statuses("team", "app", SHA)] == ["pending", "success"]
 
 
+async def test_gitlab_directory_listing_head_and_tags(gitlab):
+    fake, repo = gitlab
+    dockerfiles = [f"docker/{i:03d}.Dockerfile" for i in range(110)]
+    for path in dockerfiles:
+        fake.add_file(repo.id, SHA, path, "FROM alpine:3.21\n")
+    fake.add_file(repo.id, SHA, "docker/build.sh", "make\n", mode="100755")  # executable: a regular file
+    fake.add_file(repo.id, SHA, "docker/latest", "000.Dockerfile", mode="120000")  # symlink: left out
+    fake.add_file(repo.id, SHA, "docker/sub/Dockerfile", "FROM debian:12\n")  # not directly inside
+    fake.add_tag(repo.id, "release/1.0", SHA, message="1.0")
+    forge = GitLabForge(fake.url, "bot-token", retry=FAST)
+    try:
+        assert await forge.list_directory(repo, "docker", ref=SHA) == [*dockerfiles, "docker/build.sh"]
+        assert fake.request_count("GET", r"/repository/tree") == 2  # 113 entries: two pages of 100
+        assert await forge.list_directory(repo, "/docker/sub/", ref=SHA) == ["docker/sub/Dockerfile"]
+        assert await forge.list_directory(repo, "", ref="main") == [".imglife.yml"]
+        assert await forge.list_directory(repo, "docker", ref="release/1.0") == [
+            *dockerfiles,
+            "docker/build.sh",
+        ]
+        for path, ref in (("nope", SHA), ("docker", "no-such-branch"), ("docker/sub/Dockerfile", SHA)):
+            assert await forge.list_directory(repo, path, ref=ref) == []
+        assert await forge.change_request_head(repo, 7) == SHA
+        assert await forge.change_request_head(repo, 8) is None
+        assert await forge.tag_commit(repo, "release/1.0") == SHA
+        assert fake.request_count("GET", r"/repository/tags/release%2F1\.0$") == 1
+        assert await forge.tag_commit(repo, "v0") is None
+        fake.fail_next("GET", r"/merge_requests/7$", 403)
+        with pytest.raises(ForgeError, match="403"):
+            await forge.change_request_head(repo, 7)
+    finally:
+        await forge.aclose()
+
+
+async def test_gitea_directory_listing_head_and_tags(gitea):
+    fake, repo, number = gitea
+    fake.add_file("team", "app", SHA, "docker/Dockerfile", "FROM alpine:3.21\n")
+    fake.add_file("team", "app", SHA, "docker/build.sh", "make\n", mode="100755")
+    fake.add_file("team", "app", SHA, "docker/latest", "Dockerfile", mode="120000")
+    fake.add_file("team", "app", SHA, "docker/sub/Dockerfile", "FROM debian:12\n")
+    fake.add_tag("team", "app", "release/1.0", SHA, message="1.0")
+    pull = fake.add_pull("team", "app", head="bump", head_sha="e" * 40)
+    issue = fake.add_issue("team", "app")
+    forge = GiteaForge(fake.url, "bot-token", retry=FAST)
+    try:
+        assert await forge.list_directory(repo, "docker", ref=SHA) == ["docker/Dockerfile", "docker/build.sh"]
+        assert await forge.list_directory(repo, "docker/sub", ref=SHA) == ["docker/sub/Dockerfile"]
+        assert await forge.list_directory(repo, "/", ref="main") == [".imglife.yml"]
+        assert await forge.list_directory(repo, "docker", ref="release/1.0") == [
+            "docker/Dockerfile",
+            "docker/build.sh",
+        ]
+        for path, ref in (("nope", SHA), ("docker", "no-such-branch"), ("docker/Dockerfile", SHA)):
+            assert await forge.list_directory(repo, path, ref=ref) == []
+        assert await forge.change_request_head(repo, pull.index) == "e" * 40
+        with fake.lock:
+            fixture_head = fake.state.repos["team/app"].issues[number].head_sha
+        assert await forge.change_request_head(repo, number) == fixture_head
+        assert await forge.change_request_head(repo, issue.index) is None  # an issue, not a pull
+        assert await forge.change_request_head(repo, 99) is None
+        assert await forge.tag_commit(repo, "release/1.0") == SHA
+        assert fake.request_count("GET", r"/tags/release/1\.0$") == 1  # the rest of the path is the name
+        assert await forge.tag_commit(repo, "v0") is None
+    finally:
+        await forge.aclose()
+
+
 async def test_forge_failures_are_one_clear_error(gitlab):
     fake, _ = gitlab
     forge = GitLabForge(fake.url, "wrong-token", retry=FAST)

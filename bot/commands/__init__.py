@@ -1,6 +1,6 @@
 """The commands of the CLI; the order here is the order of ``imglife --help``."""
 
-from bot.commands import app, check, eol, inspect, register, status
+from bot.commands import app, check, eol, inspect, register, serve, status
 from bot.commands.base import Command, Invocation
 
 COMMANDS: tuple[Command, ...] = (
@@ -10,6 +10,7 @@ COMMANDS: tuple[Command, ...] = (
     eol.COMMAND,
     app.COMMAND,
     inspect.COMMAND,
+    serve.COMMAND,
 )
 
 __all__ = ["COMMANDS", "Command", "Invocation"]

@@ -62,3 +62,4 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
     run: Callable[[Invocation], Coroutine[Any, Any, int]] | None = None
     children: tuple[Command, ...] = ()
+    default_log_format: str = "text"  # a long-running service logs JSON for machines

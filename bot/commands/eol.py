@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 from bot.commands.base import Command, Invocation
-from bot.commands.status import gather_report
+from bot.commands.status import report_for
 from bot.errors import EXIT_OK, ConfigError, ImglifeError
 from bot.http import HttpClient, TransportError
 from bot.lifecycle.endoflife import EndOfLifeClient
@@ -111,7 +111,7 @@ async def _notify(invocation: Invocation) -> int:
         register_secret(url)  # a Slack webhook URL is its own credential
     if not (slack_urls or hook_urls or args.dry_run):
         raise ConfigError([MSG_NO_TARGETS])
-    report = await gather_report(invocation, "eol notify")
+    report = await report_for(invocation, "eol notify")
     found = alerts(report, min_status=notify.min_status)
     if not found:
         invocation.say(f"nothing at {notify.min_status} or worse: no message sent")

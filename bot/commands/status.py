@@ -10,8 +10,7 @@ from bot.commands.base import Command, Invocation
 from bot.errors import EXIT_FAILURE, EXIT_OK
 from bot.lifecycle.eoldata import critical_days
 from bot.wiring import lifecycle_sources
-from handlers import sources
-from handlers.status import StatusReport, build_report, render_json, render_markdown, render_text
+from handlers.status import StatusReport, gather_report, render_json, render_markdown, render_text
 
 COMMAND_NAME = "status"
 RENDERERS = {"markdown": render_markdown, "text": render_text}
@@ -26,27 +25,24 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-async def gather_report(invocation: Invocation, command: str) -> StatusReport:
+async def report_for(invocation: Invocation, command: str) -> StatusReport:
     """Config, EOL data and every build record, judged: shared with ``eol notify``."""
     config = invocation.config()
     async with AsyncExitStack() as stack:
         store, fetch = lifecycle_sources(stack, config, invocation.environ, command)
-        eol, loaded = await sources.eol_data(config, eol_url=None, fetch=fetch, store=store)
-        scan = await store.scan()
-    return build_report(
-        config,
-        eol,
-        scan,
-        now=invocation.now(),
-        critical=critical_days(invocation.environ),
-        config_source=invocation.shown(invocation.config_path()),
-        eol_source=invocation.shown(loaded.source),
-        eol_missing=loaded.missing,
-    )
+        return await gather_report(
+            config,
+            store=store,
+            fetch=fetch,
+            now=invocation.now(),
+            critical=critical_days(invocation.environ),
+            config_source=invocation.shown(invocation.config_path()),
+            shown=invocation.shown,
+        )
 
 
 async def _run(invocation: Invocation) -> int:
-    report = await gather_report(invocation, COMMAND_NAME)
+    report = await report_for(invocation, COMMAND_NAME)
     output = invocation.args.output
     if output == "json":
         invocation.say(json.dumps(render_json(report), indent=2, ensure_ascii=False))

@@ -41,6 +41,11 @@ GITEA_STATES = {
 GITLAB_NO_TRANSITION = "Cannot transition status"
 PAGE_SIZE = 100
 MAX_DESCRIPTION = 140  # both forges cut longer descriptions; cut them ourselves, on a word
+# Directory listings: GitLab calls every file a "blob" and tells a symlink by its mode; Gitea
+# types entries "file" (regular or executable), "dir", "symlink" or "submodule".
+GITLAB_BLOB = "blob"
+GITLAB_SYMLINK_MODE = "120000"
+GITEA_FILE = "file"
 
 
 class ForgeError(ImglifeError):
@@ -92,6 +97,12 @@ class Forge(Protocol):
     async def access_level(self, repo: Repo, actor: Actor) -> int: ...
 
     async def read_file(self, repo: Repo, path: str, *, ref: str) -> bytes | None: ...
+
+    async def list_directory(self, repo: Repo, path: str, *, ref: str) -> list[str]: ...
+
+    async def change_request_head(self, repo: Repo, number: int) -> str | None: ...
+
+    async def tag_commit(self, repo: Repo, tag: str) -> str | None: ...
 
     async def current_user_id(self) -> int: ...
 
@@ -228,6 +239,57 @@ class GitLabForge(_RestClient):
     async def read_file(self, repo: Repo, path: str, *, ref: str) -> bytes | None:
         return await self._raw(f"{self._project(repo)}/repository/files/{quote(path, safe='')}/raw", ref)
 
+    async def list_directory(self, repo: Repo, path: str, *, ref: str) -> list[str]:
+        """The regular files directly in ``path``, sorted.
+
+        GitLab answers 404 for a ref it does not know ("Tree Not Found"), for a path that is not
+        there ("invalid revision or path") and for a path that is a file ("path not treeish"):
+        none of them has files to list. Symlinks are blobs too, told apart only by their mode;
+        they are left out, as their raw content is the link target, not a file to read.
+        """
+        params = {"ref": ref, "per_page": str(PAGE_SIZE)}
+        if directory := path.strip("/"):  # the root is the tree without a path
+            params["path"] = directory
+        found: list[str] = []
+        page: str | None = "1"
+        while page:
+            response = await self._call(
+                "GET",
+                f"{self._project(repo)}/repository/tree",
+                params={**params, "page": page},
+                ok=(200, 404),
+            )
+            if response.status_code == 404:
+                return []
+            for entry in response.json() or []:
+                if (
+                    isinstance(entry, dict)
+                    and entry.get("type") == GITLAB_BLOB
+                    and entry.get("mode") != GITLAB_SYMLINK_MODE
+                ):
+                    found.append(str(entry["path"]))
+            page = response.headers.get("x-next-page") or None
+        return sorted(found)
+
+    async def change_request_head(self, repo: Repo, number: int) -> str | None:
+        """The merge request's head commit (``sha``), asked afresh: the event may be stale."""
+        response = await self._call("GET", f"{self._project(repo)}/merge_requests/{number}", ok=(200, 404))
+        body = response.json() if response.status_code == 200 else None
+        sha = body.get("sha") if isinstance(body, dict) else None
+        return str(sha) if sha else None
+
+    async def tag_commit(self, repo: Repo, tag: str) -> str | None:
+        """The commit a tag points at (``commit.id``; ``target`` is the tag object when annotated).
+
+        The tag name is one URL-encoded segment: GitLab's route takes no ``/`` in it.
+        """
+        path = f"{self._project(repo)}/repository/tags/{quote(tag, safe='')}"
+        response = await self._call("GET", path, ok=(200, 404))
+        body = response.json() if response.status_code == 200 else None
+        commit = body.get("commit") if isinstance(body, dict) else None
+        sha = commit.get("id") if isinstance(commit, dict) else None
+        return str(sha) if sha else None
+
 
 class GiteaForge(_RestClient):
     service = "Gitea"
@@ -293,3 +355,46 @@ class GiteaForge(_RestClient):
 
     async def read_file(self, repo: Repo, path: str, *, ref: str) -> bytes | None:
         return await self._raw(f"{self._repo(repo)}/raw/{quote(path)}", ref)
+
+    async def list_directory(self, repo: Repo, path: str, *, ref: str) -> list[str]:
+        """The regular files directly in ``path``, sorted.
+
+        The contents API answers a directory with a list (unpaginated) and a file with one
+        object; an unknown path or ref is a 404. Only ``file`` entries count: ``symlink``,
+        ``submodule`` and ``dir`` are not files to read.
+        """
+        directory = path.strip("/")
+        route = (
+            f"{self._repo(repo)}/contents/{quote(directory)}" if directory else f"{self._repo(repo)}/contents"
+        )
+        response = await self._call("GET", route, params={"ref": ref}, ok=(200, 404))
+        body = response.json() if response.status_code == 200 else None
+        if not isinstance(body, list):  # 404, or an object: `path` is a file
+            return []
+        return sorted(
+            str(entry["path"])
+            for entry in body
+            if isinstance(entry, dict) and entry.get("type") == GITEA_FILE
+        )
+
+    async def change_request_head(self, repo: Repo, number: int) -> str | None:
+        """The pull request's head commit (``head.sha``), asked afresh: the event may be stale.
+
+        An issue number is a 404 here too, as pulls and issues share one number sequence.
+        """
+        response = await self._call("GET", f"{self._repo(repo)}/pulls/{number}", ok=(200, 404))
+        body = response.json() if response.status_code == 200 else None
+        head = body.get("head") if isinstance(body, dict) else None
+        sha = head.get("sha") if isinstance(head, dict) else None
+        return str(sha) if sha else None
+
+    async def tag_commit(self, repo: Repo, tag: str) -> str | None:
+        """The commit a tag points at (``commit.sha``; ``id`` is the tag object when annotated).
+
+        ``/`` stays unencoded: Gitea's route takes the rest of the path as the tag name.
+        """
+        response = await self._call("GET", f"{self._repo(repo)}/tags/{quote(tag)}", ok=(200, 404))
+        body = response.json() if response.status_code == 200 else None
+        commit = body.get("commit") if isinstance(body, dict) else None
+        sha = commit.get("sha") if isinstance(commit, dict) else None
+        return str(sha) if sha else None

@@ -85,7 +85,7 @@ def _receiver(
                 return _answer(202, "ignored")
             event_name = str(event.kind)
             structlog.contextvars.bind_contextvars(
-                delivery_id=event.delivery_id, project=event.repo.path, event=event_name
+                delivery_id=event.delivery_id, project=event.repo.path, webhook_event=event_name
             )
             keys = [event.content_key]
             if event.idempotency_key:
@@ -130,12 +130,17 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 def build_app(
-    settings: ReceiverSettings, *, dispatch: Dispatch, dedupe: Deduplicator | None = None
+    settings: ReceiverSettings,
+    *,
+    dispatch: Dispatch,
+    dedupe: Deduplicator | None = None,
+    queue: JobQueue | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The aiohttp application; the job queue starts with the app and drains on shutdown."""
     app = web.Application(client_max_size=settings.max_body_bytes)
-    app[METRICS] = Metrics.create()
-    app[QUEUE] = queue = JobQueue(workers=settings.workers)
+    app[METRICS] = metrics or Metrics.create()
+    app[QUEUE] = queue = queue or JobQueue(workers=settings.workers)
     memory = dedupe or Deduplicator()
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:

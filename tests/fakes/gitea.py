@@ -25,6 +25,7 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -36,6 +37,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from .gitlab import FILE_MODES, REGULAR_MODE, SYMLINK_MODE, TreeEntry, git_blob_id, list_tree
 from .server import (
     JSON_CONTENT_TYPE,
     OCTET_STREAM,
@@ -59,6 +61,7 @@ __all__ = [
     "FakeGitea",
     "GiteaFileView",
     "GiteaPackageView",
+    "GiteaTag",
     "TokenInfo",
 ]
 
@@ -133,6 +136,11 @@ MSG_COMMENT_NOT_EXIST = "comment does not exist [id: {id}, issue_id: 0]"
 MSG_ISSUE_NOT_EXIST = "issue does not exist [id: 0, repo_id: {repo_id}, index: {index}]"
 MSG_INVALID_STATE = "invalid commit status state: {state}"  # the fake's wording (unverified)
 RAW_CONTENT_TYPE = "text/plain; charset=utf-8"
+# GetContents answers ctx.NotFound("GetContentsOrList", err): a string argument replaces the
+# message, the error (git.ErrNotExist) lands in `errors`.
+MSG_CONTENTS_NOT_FOUND = "GetContentsOrList"
+MSG_OBJECT_NOT_EXIST = "object does not exist [id: {id}, rel_path: {rel_path}]"
+SHA_RE = re.compile(r"\A[0-9a-f]{40}\Z")
 
 # Scopes (models/auth/access_token_scope.go): write:X implies read:X, "all" implies everything.
 SCOPE_ALL = "all"
@@ -238,6 +246,28 @@ class GiteaIssue:
     title: str
     is_pull: bool
     poster_id: int
+    created: datetime = datetime(1970, 1, 1, tzinfo=UTC)
+    head_branch: str = ""  # pull requests only
+    head_sha: str = ""
+    base_branch: str = ""
+
+
+@dataclass
+class GiteaTag:
+    """A git tag: lightweight (``message is None``) or annotated (a tag object of its own)."""
+
+    name: str
+    commit_sha: str
+    message: str | None
+    created: datetime
+
+    @property
+    def id(self) -> str:
+        """``Tag.ID``: the commit of a lightweight tag, the tag object of an annotated one."""
+        if self.message is None:
+            return self.commit_sha
+        body = f"object {self.commit_sha}\ntype commit\ntag {self.name}\n\n{self.message}".encode()
+        return hashlib.sha1(b"tag %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
 
 
 @dataclass
@@ -251,6 +281,8 @@ class GiteaRepo:
     collaborators: dict[str, Literal["read", "write", "admin"]] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> sha, for /commits/{ref}
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path) -> content
+    file_modes: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> git mode
+    tags: dict[str, GiteaTag] = field(default_factory=dict)
     issues: dict[int, GiteaIssue] = field(default_factory=dict)
     comments: list[GiteaComment] = field(default_factory=list)
     statuses: list[GiteaStatus] = field(default_factory=list)
@@ -437,13 +469,47 @@ class FakeGitea(FakeServer):
         with self.lock:
             r = self._repo_or_raise(owner, repo)
             author = self.add_user(poster) if poster else r.owner
-            issue = GiteaIssue(r.next_index, title or f"#{r.next_index}", is_pull, author.id)
+            now = self.now().replace(microsecond=0)
+            issue = GiteaIssue(r.next_index, title or f"#{r.next_index}", is_pull, author.id, now)
             r.issues[issue.index] = issue
             r.next_index += 1
             return issue
 
-    def add_pull(self, owner: str, repo: str, *, title: str = "", poster: str | None = None) -> GiteaIssue:
-        return self.add_issue(owner, repo, title=title, poster=poster, is_pull=True)
+    def add_pull(
+        self,
+        owner: str,
+        repo: str,
+        *,
+        title: str = "",
+        poster: str | None = None,
+        head: str = "feature",
+        head_sha: str | None = None,
+        base: str | None = None,
+    ) -> GiteaIssue:
+        """Open a pull request from ``head`` (at ``head_sha``, default: a sha derived from the
+        repository and number) into ``base`` (default: the default branch)."""
+        if head_sha is not None and not SHA_RE.match(head_sha):
+            raise ValueError(f"not a full commit sha: {head_sha!r}")
+        with self.lock:
+            pull = self.add_issue(owner, repo, title=title, poster=poster, is_pull=True)
+            pull.head_branch = head
+            pull.head_sha = head_sha or _derived_sha(f"{owner}/{repo}#{pull.index}")
+            pull.base_branch = base or self._repo_or_raise(owner, repo).default_branch
+            return pull
+
+    def add_tag(
+        self, owner: str, repo: str, name: str, commit_sha: str, *, message: str | None = None
+    ) -> GiteaTag:
+        """Tag ``commit_sha``; ``message`` makes it an annotated tag."""
+        if not SHA_RE.match(commit_sha):
+            raise ValueError(f"not a full commit sha: {commit_sha!r}")
+        with self.lock:
+            r = self._repo_or_raise(owner, repo)
+            if name in r.tags:
+                raise ValueError(f"tag {name!r} exists in {owner}/{repo}")
+            tag = GiteaTag(name, commit_sha, message, self.now().replace(microsecond=0))
+            r.tags[name] = tag
+            return tag
 
     def add_comment(self, owner: str, repo: str, index: int, body: str, *, author: str) -> GiteaComment:
         """Comment as ``author`` (created if missing), e.g. a user's command the bot must not edit."""
@@ -453,11 +519,22 @@ class FakeGitea(FakeServer):
                 raise KeyError(f"no issue {index} in {owner}/{repo}")
             return self._new_comment(r, index, self.add_user(author), body)
 
-    def add_file(self, owner: str, repo: str, ref: str, path: str, content: bytes | str) -> None:
-        """Store ``path`` at ``ref`` (a branch, tag or sha; matched literally) for the raw-file API."""
+    def add_file(
+        self, owner: str, repo: str, ref: str, path: str, content: bytes | str, *, mode: str = REGULAR_MODE
+    ) -> None:
+        """Store ``path`` at ``ref`` for the raw-file and contents APIs.
+
+        ``ref`` is a branch, tag or sha, matched literally; a tag from ``add_tag`` without files
+        of its own reads the files of its commit. ``mode`` is ``100644``, ``100755`` or
+        ``120000`` (a symlink: ``content`` is its target).
+        """
+        if mode not in FILE_MODES:
+            raise ValueError(f"mode must be one of {FILE_MODES}, not {mode!r}")
         data = content.encode() if isinstance(content, str) else content
         with self.lock:
-            self._repo_or_raise(owner, repo).files[(ref, path)] = data
+            r = self._repo_or_raise(owner, repo)
+            r.files[(ref, path)] = data
+            r.file_modes[(ref, path)] = mode
 
     def set_branch(self, owner: str, repo: str, branch: str, sha: str) -> None:
         """Point ``branch`` at ``sha`` so ``/commits/{branch}/statuses`` resolves it."""
@@ -533,6 +610,7 @@ class FakeGitea(FakeServer):
         self._repo_routes(router)
         self._status_routes(router)
         self._comment_routes(router)
+        self._pull_routes(router)
 
     def _repo_routes(self, router: Router) -> None:
         base = f"{API_V1}/repos/{{owner}}/{{repo}}"
@@ -540,6 +618,12 @@ class FakeGitea(FakeServer):
         router.get(f"{base}/collaborators/{{collaborator}}/permission", self._repo_permission)
         router.get(f"{base}/raw/{{filepath:path}}", self._repo_raw)
         router.get(f"{base}/media/{{filepath:path}}", self._repo_raw)  # LFS is not modelled
+        router.get(f"{base}/contents", self._repo_contents)  # GetContentsList: the root
+        router.get(f"{base}/contents/{{filepath:path}}", self._repo_contents)
+        router.get(f"{base}/tags/{{tag:path}}", self._repo_tag)  # `/tags/*`: slashes allowed
+
+    def _pull_routes(self, router: Router) -> None:
+        router.get(f"{API_V1}/repos/{{owner}}/{{repo}}/pulls/{{index:int}}", self._pull_get)
 
     def _status_routes(self, router: Router) -> None:
         base = f"{API_V1}/repos/{{owner}}/{{repo}}"
@@ -828,11 +912,99 @@ class FakeGitea(FakeServer):
     async def _repo_raw(self, call: Call) -> web.Response:
         with self.lock:
             _, repo = self._repo_context(call, "repository")
-            ref = call.query.get("ref") or repo.default_branch
-            data = repo.files.get((ref, call.params["filepath"]))
+            key = self._resolve_ref(repo, call.query.get("ref") or repo.default_branch)
+            data = None if key is None else repo.files.get((key, call.params["filepath"]))
             if data is None:
                 raise self._api_not_found()
             return web.Response(body=data, headers={"Content-Type": RAW_CONTENT_TYPE})
+
+    async def _repo_contents(self, call: Call) -> web.Response:
+        """GetContents / GetContentsList: a directory is a list, anything else one object."""
+        with self.lock:
+            _, repo = self._repo_context(call, "repository")
+            ref = call.query.get("ref", "").strip() or repo.default_branch
+            tree_path = call.params.get("filepath", "").strip("/")  # CleanUploadFileName
+            key = self._resolve_ref(repo, ref)
+            if key is None:  # gitRepo.GetCommit(ref)
+                raise self._api_not_found(
+                    MSG_OBJECT_NOT_EXIST.format(id=ref, rel_path=""), message=MSG_CONTENTS_NOT_FOUND
+                )
+            files = self._files_at(repo, key)
+            if tree_path in files:
+                data, mode = files[tree_path]
+                entry = TreeEntry(tree_path.rpartition("/")[2], tree_path, mode, git_blob_id(data), len(data))
+                return _json(self._contents_json(repo, ref, key, entry, data, with_content=True))
+            entries = list_tree(files, tree_path)
+            if entries is None:  # commit.GetTreeEntryByPath
+                raise self._api_not_found(
+                    MSG_OBJECT_NOT_EXIST.format(id="", rel_path=tree_path), message=MSG_CONTENTS_NOT_FOUND
+                )
+            return _json(
+                [
+                    self._contents_json(
+                        repo, ref, key, e, files.get(e.path, (b"", ""))[0], with_content=False
+                    )
+                    for e in entries
+                ]
+            )
+
+    async def _repo_tag(self, call: Call) -> web.Response:
+        with self.lock:
+            _, repo = self._repo_context(call, "repository")
+            name = call.params["tag"]
+            tag = repo.tags.get(name)
+            if tag is None:
+                raise self._api_not_found(message=name)  # ctx.NotFound(tagName)
+            return _json(self._tag_json(repo, tag))
+
+    def _resolve_ref(self, repo: GiteaRepo, ref: str) -> str | None:
+        """The ref ``files`` are stored under for ``ref``, or None when the repository lacks it.
+
+        A ref with files of its own, the default branch, a branch from ``set_branch`` and any
+        full sha are themselves; a tag reads its commit's files.
+        """
+        if (
+            ref == repo.default_branch
+            or ref in repo.branches
+            or SHA_RE.match(ref)
+            or any(stored == ref for stored, _ in repo.files)
+        ):
+            return ref
+        tag = repo.tags.get(ref)
+        return None if tag is None else tag.commit_sha
+
+    def _files_at(self, repo: GiteaRepo, key: str) -> dict[str, tuple[bytes, str]]:
+        return {
+            path: (data, repo.file_modes.get((ref, path), REGULAR_MODE))
+            for (ref, path), data in repo.files.items()
+            if ref == key
+        }
+
+    def _ref_commit(self, repo: GiteaRepo, ref: str) -> str:
+        """The commit ``ref`` names: a branch's, a tag's, the sha itself, else a derived one."""
+        if ref in repo.branches:
+            return repo.branches[ref]
+        if ref in repo.tags:
+            return repo.tags[ref].commit_sha
+        if SHA_RE.match(ref):
+            return ref
+        return _derived_sha(f"{repo.owner.login}/{repo.name}@{ref}")
+
+    def _ref_type(self, repo: GiteaRepo, ref: str) -> str:
+        """gitRepo.GetRefType, as it appears in ``/src/{type}/{ref}`` links."""
+        if ref == repo.default_branch or ref in repo.branches:
+            return "branch"
+        return "tag" if ref in repo.tags else "commit"
+
+    # ------------------------------------------------------------------ handlers: pull requests
+
+    async def _pull_get(self, call: Call) -> web.Response:
+        with self.lock:
+            doer, repo = self._repo_context(call, "repository")
+            pull = repo.issues.get(int(call.params["index"]))
+            if pull is None or not pull.is_pull:  # an issue number is no pull request
+                raise self._api_not_found()
+            return _json(self._pull_json(repo, pull, doer.account))
 
     # ------------------------------------------------------------------ handlers: commit statuses
 
@@ -974,11 +1146,9 @@ class FakeGitea(FakeServer):
             raise self._api_not_found(MSG_COMMENT_NOT_EXIST.format(id=comment_id))
         return comment
 
-    def _api_not_found(self, *errors: str) -> HTTPFault:
-        """APIContext.NotFound: a fixed message, the causes under ``errors``."""
-        body = _go_json(
-            {"errors": list(errors) or None, "message": MSG_TARGET_NOT_FOUND, "url": self._swagger_url()}
-        )
+    def _api_not_found(self, *errors: str, message: str = MSG_TARGET_NOT_FOUND) -> HTTPFault:
+        """APIContext.NotFound: the causes under ``errors``; a string argument replaces the message."""
+        body = _go_json({"errors": list(errors) or None, "message": message, "url": self._swagger_url()})
         return HTTPFault(404, body, content_type=JSON_UTF8)
 
     def _new_comment(self, repo: GiteaRepo, index: int, author: Account, body: str) -> GiteaComment:
@@ -1104,6 +1274,102 @@ class FakeGitea(FakeServer):
             "assets": [],
             "created_at": _ts(c.created),
             "updated_at": _ts(c.updated),
+        }
+
+    def _contents_json(
+        self, repo: GiteaRepo, ref: str, key: str, entry: TreeEntry, data: bytes, *, with_content: bool
+    ) -> dict[str, Any]:
+        """files_service.GetContents (``forList`` when not ``with_content``)."""
+        api = f"{self.url}{API_V1}/repos/{repo.owner.login}/{repo.name}"
+        html = f"{self.url}/{repo.owner.login}/{repo.name}"
+        path, ref_type = quote(entry.path), self._ref_type(repo, ref)
+        self_url = f"{api}/contents/{path}?ref={quote(ref, safe='')}"
+        html_url = f"{html}/src/{ref_type}/{quote(ref)}/{path}"
+        git_url = f"{api}/git/blobs/{entry.id}"  # 1.22 links trees under git/blobs too
+        kind = "dir" if entry.is_tree else "symlink" if entry.mode == SYMLINK_MODE else "file"
+        encoded = base64.b64encode(data).decode() if with_content and kind == "file" else None
+        return {
+            "name": entry.name,
+            "path": entry.path,
+            "sha": entry.id,
+            "last_commit_sha": self._ref_commit(repo, key),
+            "type": kind,
+            "size": entry.size,
+            "encoding": "base64" if encoded is not None else None,
+            "content": encoded,
+            "target": data.decode(errors="replace") if kind == "symlink" else None,
+            "url": self_url,
+            "html_url": html_url,
+            "git_url": git_url,
+            "download_url": None if kind == "dir" else f"{html}/raw/{ref_type}/{quote(ref)}/{path}",
+            "submodule_git_url": None,
+            "_links": {"self": self_url, "git": git_url, "html": html_url},
+        }
+
+    def _tag_json(self, repo: GiteaRepo, tag: GiteaTag) -> dict[str, Any]:
+        """convert.ToTag: ``id`` is the tag (object), ``commit.sha`` the commit it points at."""
+        html = f"{self.url}/{repo.owner.login}/{repo.name}"
+        return {
+            "name": tag.name,
+            "message": (tag.message or "").strip(),
+            "id": tag.id,
+            "commit": {
+                # ToCommitMeta links git/commits/{tag.ID}: the tag object for an annotated tag.
+                "url": f"{self.url}{API_V1}/repos/{repo.owner.login}/{repo.name}/git/commits/{tag.id}",
+                "sha": tag.commit_sha,
+                "created": _ts(tag.created),
+            },
+            "zipball_url": f"{html}/archive/{tag.name}.zip",
+            "tarball_url": f"{html}/archive/{tag.name}.tar.gz",
+        }
+
+    def _pull_json(self, repo: GiteaRepo, pull: GiteaIssue, doer: Account | None) -> dict[str, Any]:
+        """convert.ToAPIPullRequest for an open pull request inside one repository (no forks)."""
+        html = f"{self.url}/{repo.owner.login}/{repo.name}/pulls/{pull.index}"
+        base_sha = self._ref_commit(repo, pull.base_branch)
+        repo_json = self._repo_json(repo, doer)
+
+        def branch(name: str, sha: str) -> dict[str, Any]:
+            return {"label": name, "ref": name, "sha": sha, "repo_id": repo.id, "repo": repo_json}
+
+        return {
+            "id": pull.index,
+            "url": html,
+            "number": pull.index,
+            "user": self._user_json(self._account_by_id(pull.poster_id), doer),
+            "title": pull.title,
+            "body": "",
+            "labels": [],
+            "milestone": None,
+            "assignee": None,
+            "assignees": None,
+            "requested_reviewers": None,
+            "requested_reviewers_teams": None,
+            "state": "open",
+            "draft": False,
+            "is_locked": False,
+            "comments": sum(1 for c in repo.comments if c.issue_index == pull.index),
+            "review_comments": 0,
+            "additions": 0,
+            "deletions": 0,
+            "changed_files": 0,
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "mergeable": True,
+            "merged": False,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "merged_by": None,
+            "allow_maintainer_edit": False,
+            "base": branch(pull.base_branch, base_sha),
+            "head": branch(pull.head_branch, pull.head_sha),
+            "merge_base": base_sha,
+            "due_date": None,
+            "created_at": _ts(pull.created),
+            "updated_at": _ts(pull.created),
+            "closed_at": None,
+            "pin_order": 0,
         }
 
     def _reaction_json(self, r: GiteaReaction, doer: Account | None) -> dict[str, Any]:
@@ -1301,6 +1567,11 @@ class _BadCredentials(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+def _derived_sha(seed: str) -> str:
+    """A stable stand-in commit sha for refs the test did not pin to one."""
+    return hashlib.sha1(seed.encode(), usedforsecurity=False).hexdigest()
 
 
 def _has_scope(token: TokenInfo, scope: str) -> bool:

@@ -13,6 +13,8 @@ Behaviour follows GitLab's documentation and, where the docs are silent, its sou
 * **Lists paginate** with ``page``/``per_page`` (20 by default, at most 100) and answer the
   ``X-Page``/``X-Per-Page``/``X-Next-Page``/``X-Prev-Page``/``X-Total``/``X-Total-Pages`` and
   ``Link`` headers.
+* **Repository content** is what ``add_file`` stored per ref; the tree API derives directories
+  from the file paths and reports real git object ids (``git_blob_id``/``git_tree_id``).
 
 Typical use::
 
@@ -60,9 +62,14 @@ __all__ = [
     "REPORTER",
     "FakeGitLab",
     "GitLabUser",
+    "GitTag",
     "PackageFileView",
     "PackageView",
     "TokenInfo",
+    "TreeEntry",
+    "git_blob_id",
+    "git_tree_id",
+    "list_tree",
 ]
 
 API = "/api/v4"
@@ -178,6 +185,21 @@ MSG_MEMBER_NOT_FOUND = "404 Member Not Found"
 MSG_FILE_NOT_FOUND = "404 File Not Found"
 RAW_FILE_CONTENT_TYPE = "text/plain; charset=utf-8"
 
+# Repository tree (https://docs.gitlab.com/api/repositories/#list-repository-tree) and the request
+# spec spec/requests/api/repositories_spec.rb: an unknown ref is `not_found!("Tree")`, an unknown
+# path is Gitaly's "invalid revision or path" passed through `not_found!(e.message)`. A path that
+# is a file gets Gitaly's "path not treeish" the same way (from Gitaly's GetTreeEntries; the
+# rendered message is inferred, not observed).
+MSG_TREE_NOT_FOUND = "404 Tree Not Found"
+MSG_TREE_PATH_NOT_FOUND = "404 invalid revision or path Not Found"
+MSG_PATH_NOT_TREEISH = "404 path not treeish Not Found"
+MSG_TAG_NOT_FOUND = "404 Tag Not Found"  # lib/api/tags.rb: not_found!('Tag')
+# Git modes: files are regular, executable or symlinks; GitLab prints a tree's mode as "040000"
+# (the tree object itself writes "40000").
+REGULAR_MODE, EXECUTABLE_MODE, SYMLINK_MODE = "100644", "100755", "120000"
+FILE_MODES = (REGULAR_MODE, EXECUTABLE_MODE, SYMLINK_MODE)
+TREE_MODE = "040000"
+
 
 # --------------------------------------------------------------------------- state
 
@@ -290,6 +312,24 @@ class Noteable:
 
 
 @dataclass
+class GitTag:
+    """A git tag: lightweight (``message is None``) or annotated (a tag object of its own)."""
+
+    name: str
+    commit_sha: str
+    message: str | None
+    created_at: datetime
+
+    @property
+    def target(self) -> str:
+        """What the ref points at: the commit, or the tag object of an annotated tag."""
+        if self.message is None:
+            return self.commit_sha
+        body = f"object {self.commit_sha}\ntype commit\ntag {self.name}\n\n{self.message}".encode()
+        return hashlib.sha1(b"tag %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+
+
+@dataclass
 class Project:
     id: int
     path: str  # full path, "group/sub/project"
@@ -309,6 +349,8 @@ class Project:
     merge_requests: dict[int, Noteable] = field(default_factory=dict)
     issues: dict[int, Noteable] = field(default_factory=dict)
     files: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (ref, path) -> content
+    file_modes: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> git mode
+    tags: dict[str, GitTag] = field(default_factory=dict)
     # Indexes over `packages`, so that a project with 10,000 packages (bench/records.py)
     # answers in constant time; keep them in step through add_package/remove_package.
     packages_by_id: dict[int, Package] = field(default_factory=dict)
@@ -536,11 +578,36 @@ class FakeGitLab(FakeServer):
             noteable = self._noteable_or_raise(self._project_or_raise(project), kind, iid)
             return self._create_note(noteable, self.add_user(author), body, system=system)
 
-    def add_file(self, project: int | str, ref: str, path: str, content: bytes | str) -> None:
-        """Store ``path`` at ``ref`` (a branch name or a sha; matched literally) for the raw-file API."""
+    def add_file(
+        self, project: int | str, ref: str, path: str, content: bytes | str, *, mode: str = REGULAR_MODE
+    ) -> None:
+        """Store ``path`` at ``ref`` for the raw-file and tree APIs.
+
+        ``ref`` is a branch name or a sha, matched literally; a tag name without files of its own
+        reads the files of the tag's commit. ``mode`` is ``100644``, ``100755`` or ``120000`` (a
+        symlink: ``content`` is its target).
+        """
+        if mode not in FILE_MODES:
+            raise ValueError(f"mode must be one of {FILE_MODES}, not {mode!r}")
         data = content.encode() if isinstance(content, str) else content
         with self.lock:
-            self._project_or_raise(project).files[(ref, path)] = data
+            p = self._project_or_raise(project)
+            p.files[(ref, path)] = data
+            p.file_modes[(ref, path)] = mode
+
+    def add_tag(
+        self, project: int | str, name: str, commit_sha: str, *, message: str | None = None
+    ) -> GitTag:
+        """Tag ``commit_sha`` (any 40-hex sha is a commit here); ``message`` makes it annotated."""
+        if not SHA_RE.match(commit_sha):
+            raise ValueError(f"not a full commit sha: {commit_sha!r}")
+        with self.lock:
+            p = self._project_or_raise(project)
+            if name in p.tags:
+                raise ValueError(f"tag {name!r} exists in {p.path!r}")
+            tag = GitTag(name, commit_sha, message, self.now())
+            p.tags[name] = tag
+            return tag
 
     # ------------------------------------------------------------------ state accessors
 
@@ -617,6 +684,9 @@ class FakeGitLab(FakeServer):
         self._note_routes(router)
         self._member_routes(router)
         self._repository_file_routes(router)
+        self._repository_tree_routes(router)
+        self._tag_routes(router)
+        self._merge_request_routes(router)
 
     def _status_routes(self, router: Router) -> None:
         router.post(f"{API}/projects/{{id}}/statuses/{{sha}}", self._post_status)
@@ -638,6 +708,16 @@ class FakeGitLab(FakeServer):
     def _repository_file_routes(self, router: Router) -> None:
         # file_path is one URL-encoded segment (`docker%2FDockerfile`), as GitLab requires.
         router.get(f"{API}/projects/{{id}}/repository/files/{{file_path}}/raw", self._get_raw_file)
+
+    def _repository_tree_routes(self, router: Router) -> None:
+        router.get(f"{API}/projects/{{id}}/repository/tree", self._get_tree)
+
+    def _tag_routes(self, router: Router) -> None:
+        # tag_name is one segment (TAG_ENDPOINT_REQUIREMENTS: no `/`; clients send `%2F`).
+        router.get(f"{API}/projects/{{id}}/repository/tags/{{tag_name}}", self._get_tag)
+
+    def _merge_request_routes(self, router: Router) -> None:
+        router.get(f"{API}/projects/{{id}}/merge_requests/{{iid:int}}", self._get_merge_request)
 
     def _user_routes(self, router: Router) -> None:
         router.get(f"{API}/user", self._get_current_user)
@@ -1137,11 +1217,86 @@ class FakeGitLab(FakeServer):
             caller = self._authenticate(call)
             project = self._visible_project(caller, call.params["id"])
             self._require_read_code(caller, project)
-            ref = call.query.get("ref") or project.default_branch
-            data = project.files.get((ref, call.params["file_path"]))
+            key = self._resolve_ref(project, call.query.get("ref") or project.default_branch)
+            data = None if key is None else project.files.get((key, call.params["file_path"]))
             if data is None:
                 raise _message(404, MSG_FILE_NOT_FOUND)
             return web.Response(body=data, headers={"Content-Type": RAW_FILE_CONTENT_TYPE})
+
+    # ------------------------------------------------------------------ handlers: tree, tags, MRs
+
+    async def _get_tree(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            errors: list[str] = []
+            page, per_page = self._page_params(call, errors)
+            if errors:
+                raise _error(400, ", ".join(errors))
+            if call.query.get("recursive", "false").lower() in {"true", "1"}:
+                # Refused loudly rather than answered flat: a test relying on it must notice.
+                raise _error(400, "recursive=true is not modelled by the fake")
+            project = self._visible_project(caller, call.params["id"])
+            self._require_read_code(caller, project)
+            key = self._resolve_ref(project, call.query.get("ref") or project.default_branch)
+            if key is None:
+                raise _message(404, MSG_TREE_NOT_FOUND)
+            files = self._files_at(project, key)
+            directory = (call.query.get("path") or "").strip("/")
+            if directory in files:
+                raise _message(404, MSG_PATH_NOT_TREEISH)
+            entries = list_tree(files, directory)
+            if entries is None:
+                raise _message(404, MSG_TREE_PATH_NOT_FOUND)
+            # GitLab asks Gitaly for TREES_FIRST: directories, then files, each in git's order.
+            entries.sort(key=lambda e: not e.is_tree)
+            result = paginate(entries, page, per_page)
+            return _json(
+                [_tree_entry_json(e) for e in result.items], headers=self._pagination_headers(call, result)
+            )
+
+    async def _get_tag(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            project = self._visible_project(caller, call.params["id"])
+            self._require_read_code(caller, project)  # lib/api/tags.rb: authorize! :read_code
+            tag = project.tags.get(call.params["tag_name"])
+            if tag is None:
+                raise _message(404, MSG_TAG_NOT_FOUND)
+            return _json(self._tag_json(project, tag))
+
+    async def _get_merge_request(self, call: Call) -> web.Response:
+        with self.lock:
+            caller = self._authenticate(call)
+            project = self._visible_project(caller, call.params["id"])
+            # find_merge_request_with_access: `find_by!` (RecordNotFound) before the ability check.
+            mr = project.merge_requests.get(int(call.params["iid"]))
+            if mr is None:
+                raise _message(404, MSG_RECORD_NOT_FOUND)
+            self._require_read_code(caller, project)
+            return _json(self._merge_request_json(project, mr))
+
+    def _resolve_ref(self, project: Project, ref: str) -> str | None:
+        """The ref ``files`` are stored under for ``ref``, or None when the repository lacks it.
+
+        A ref with files of its own, the default branch, an MR source branch and any full sha
+        (every sha is a commit in this fake) are themselves; a tag reads its commit's files.
+        """
+        if (
+            ref == project.default_branch
+            or SHA_RE.match(ref)
+            or any(stored == ref for stored, _ in project.files)
+            or any(mr.source_branch == ref for mr in project.merge_requests.values())
+        ):
+            return ref
+        tag = project.tags.get(ref)
+        return None if tag is None else tag.commit_sha
+
+    def _files_at(self, project: Project, key: str) -> dict[str, tuple[bytes, str]]:
+        return {
+            path: (data, project.file_modes.get((ref, path), REGULAR_MODE))
+            for (ref, path), data in project.files.items()
+            if ref == key
+        }
 
     def _require_read_code(self, caller: Caller, project: Project) -> None:
         # `download_code` / `read_commit_status` need Reporter on private projects (Guests see
@@ -1447,6 +1602,112 @@ class FakeGitLab(FakeServer):
             "url": None,
         }
 
+    def _commit_json(self, project: Project, sha: str, when: datetime) -> dict[str, Any]:
+        """Entities::Commit for a commit the fake knows only by its sha."""
+        title = f"Commit {sha[:8]}"
+        return {
+            "id": sha,
+            "short_id": sha[:8],
+            "created_at": _ts(when),
+            "parent_ids": [],
+            "title": title,
+            "message": f"{title}\n",
+            "author_name": "Fake Author",
+            "author_email": "author@example.com",
+            "authored_date": _ts(when),
+            "committer_name": "Fake Author",
+            "committer_email": "author@example.com",
+            "committed_date": _ts(when),
+            "trailers": {},
+            "extended_trailers": {},
+            "web_url": f"{self.url}/{project.path}/-/commit/{sha}",
+        }
+
+    def _tag_json(self, project: Project, tag: GitTag) -> dict[str, Any]:
+        """Entities::Tag: ``target`` is the tag object of an annotated tag, ``commit`` the commit."""
+        annotated = tag.message is not None
+        return {
+            "name": tag.name,
+            "message": tag.message,
+            "target": tag.target,
+            "commit": self._commit_json(project, tag.commit_sha, tag.created_at),
+            "release": None,
+            "protected": False,
+            "created_at": _ts(tag.created_at) if annotated else None,
+        }
+
+    def _merge_request_json(self, project: Project, mr: Noteable) -> dict[str, Any]:
+        """Entities::MergeRequest (the single-MR view), for an open MR with nothing merged."""
+        reference = f"!{mr.iid}"
+        user_notes = sum(1 for n in mr.notes if not n.system)
+        return {
+            "id": mr.id,
+            "iid": mr.iid,
+            "project_id": project.id,
+            "title": mr.title,
+            "description": "",
+            "state": "opened",
+            "created_at": _ts(mr.created_at),
+            "updated_at": _ts(mr.created_at),
+            "merged_by": None,
+            "merge_user": None,
+            "merged_at": None,
+            "closed_by": None,
+            "closed_at": None,
+            "target_branch": mr.target_branch,
+            "source_branch": mr.source_branch,
+            "user_notes_count": user_notes,
+            "upvotes": 0,
+            "downvotes": 0,
+            "author": self._user_basic_json(mr.author),
+            "assignees": [],
+            "assignee": None,
+            "reviewers": [],
+            "source_project_id": project.id,
+            "target_project_id": project.id,
+            "labels": [],
+            "draft": False,
+            "work_in_progress": False,
+            "milestone": None,
+            "merge_when_pipeline_succeeds": False,
+            "merge_status": "can_be_merged",
+            "detailed_merge_status": "mergeable",
+            "sha": mr.sha,
+            "merge_commit_sha": None,
+            "squash_commit_sha": None,
+            "discussion_locked": None,
+            "should_remove_source_branch": None,
+            "force_remove_source_branch": False,
+            "prepared_at": _ts(mr.created_at),
+            "reference": reference,
+            "references": {"short": reference, "relative": reference, "full": f"{project.path}{reference}"},
+            "web_url": f"{self.url}/{project.path}/-/merge_requests/{mr.iid}",
+            "time_stats": {
+                "time_estimate": 0,
+                "total_time_spent": 0,
+                "human_time_estimate": None,
+                "human_total_time_spent": None,
+            },
+            "squash": False,
+            "squash_on_merge": False,
+            "task_completion_status": {"count": 0, "completed_count": 0},
+            "has_conflicts": False,
+            "blocking_discussions_resolved": True,
+            "subscribed": False,
+            "changes_count": None,
+            "latest_build_started_at": None,
+            "latest_build_finished_at": None,
+            "first_deployed_to_production_at": None,
+            "pipeline": None,
+            "head_pipeline": None,
+            # The base needs the target branch's commit, which the fake does not model; GitLab
+            # also sends null until the diff is computed (gitlab#386562).
+            "diff_refs": None,
+            "merge_error": None,
+            "first_contribution": False,
+            "user": {"can_merge": False},
+        }
+
     def _member_json(self, user: GitLabUser, level: int, project: Project) -> dict[str, Any]:
         """Entities::Member."""
         return self._user_basic_json(user) | {
@@ -1500,6 +1761,91 @@ class FakeGitLab(FakeServer):
             "verification_started_at": None,
             "new_file_path": None,
         }
+
+
+# --------------------------------------------------------------------------- git objects
+# Shared with the Gitea fake: both serve directory listings with real git object ids.
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One entry of a directory: a file (a blob) or a sub-directory (a tree)."""
+
+    name: str
+    path: str  # repository-relative
+    mode: str  # FILE_MODES, or TREE_MODE
+    id: str  # git object id: the blob of the file's content, the tree of the directory
+    size: int  # the file's length; 0 for a directory
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == TREE_MODE
+
+
+def git_blob_id(data: bytes) -> str:
+    """``git hash-object``: SHA-1 over ``blob <size>\\0`` and the content."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def git_tree_id(files: Mapping[str, tuple[bytes, str]]) -> str:
+    """The id git gives a directory holding ``files`` (relative path -> (content, mode))."""
+    blobs, trees = _split_directory(files, "")
+    records = [(name, mode, git_blob_id(data)) for name, (data, mode) in blobs.items()]
+    records += [(name, TREE_MODE, git_tree_id(sub)) for name, sub in trees.items()]
+    records.sort(key=lambda r: _git_order(r[0], r[1] == TREE_MODE))
+    body = b"".join(
+        f"{mode.lstrip('0')} {name}".encode() + b"\0" + bytes.fromhex(oid) for name, mode, oid in records
+    )
+    return hashlib.sha1(b"tree %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+
+
+def list_tree(files: Mapping[str, tuple[bytes, str]], directory: str) -> list[TreeEntry] | None:
+    """The entries directly in ``directory`` (``""``: the root) in git's order; None if absent.
+
+    ``files`` maps repository paths to (content, mode); directories exist through their files.
+    """
+    prefix = f"{directory}/" if directory else ""
+    blobs, trees = _split_directory(files, prefix)
+    if directory and not blobs and not trees:
+        return None
+    entries = [
+        TreeEntry(n, prefix + n, mode, git_blob_id(data), len(data)) for n, (data, mode) in blobs.items()
+    ]
+    entries += [TreeEntry(n, prefix + n, TREE_MODE, git_tree_id(sub), 0) for n, sub in trees.items()]
+    return sorted(entries, key=lambda e: _git_order(e.name, e.is_tree))
+
+
+def _split_directory(
+    files: Mapping[str, tuple[bytes, str]], prefix: str
+) -> tuple[dict[str, tuple[bytes, str]], dict[str, dict[str, tuple[bytes, str]]]]:
+    """Files directly under ``prefix`` by name, and the files of each sub-directory by name."""
+    blobs: dict[str, tuple[bytes, str]] = {}
+    trees: dict[str, dict[str, tuple[bytes, str]]] = {}
+    for path, value in files.items():
+        if not path.startswith(prefix):
+            continue
+        head, sep, rest = path[len(prefix) :].partition("/")
+        if sep:
+            trees.setdefault(head, {})[rest] = value
+        else:
+            blobs[head] = value
+    return blobs, trees
+
+
+def _git_order(name: str, is_tree: bool) -> bytes:
+    # git sorts tree entries bytewise, a directory as if its name ended in "/".
+    return (name + "/" if is_tree else name).encode()
+
+
+def _tree_entry_json(e: TreeEntry) -> dict[str, Any]:
+    """Entities::TreeObject."""
+    return {
+        "id": e.id,
+        "name": e.name,
+        "type": "tree" if e.is_tree else "blob",
+        "path": e.path,
+        "mode": e.mode,
+    }
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,0 +1,88 @@
+"""What the bot's jobs run with: the configuration in force, the forge clients and the stores.
+
+The configuration can be replaced while serving (a push to ``bot.config_repo``); each job takes
+the configuration current when it starts, with the record store and registry client built for it.
+Clients built for a replaced configuration are closed at shutdown, not while a job may use them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Config
+from bot.events import Forge as ForgeKind
+from bot.forges.api import Forge
+from bot.oci.client import RegistryClient
+from bot.records import RecordStore
+from bot.wiring import UrlFetcher, forge_client, record_store, registry_client
+from handlers.context import BotContext
+
+COMMAND_NAME = "serve"
+
+
+@dataclass(frozen=True, slots=True)
+class _Services:
+    config: Config
+    store: RecordStore
+    images: RegistryClient
+    fetch: UrlFetcher
+
+
+class BotRuntime:
+    def __init__(
+        self, config: Config, config_path: Path, environ: Mapping[str, str], *, critical_days: int
+    ) -> None:
+        self._path = config_path
+        self._environ = environ
+        self._critical_days = critical_days
+        self.forges: dict[ForgeKind, Forge] = {}
+        for kind in ForgeKind:
+            client = forge_client(config, environ, kind)
+            if client is not None:
+                self.forges[kind] = client
+        self._retired: list[_Services] = []
+        self._services = self._build(config)
+
+    @property
+    def config(self) -> Config:
+        return self._services.config
+
+    def _build(self, config: Config) -> _Services:
+        return _Services(
+            config,
+            record_store(config, self._environ, COMMAND_NAME),
+            registry_client(config, self._environ, COMMAND_NAME),
+            UrlFetcher(config, self._environ),
+        )
+
+    def replace_config(self, config: Config) -> None:
+        """Use ``config`` for every job that starts from now on."""
+        self._retired.append(self._services)
+        self._services = self._build(config)
+
+    def context(self, forge: ForgeKind) -> BotContext | None:
+        client = self.forges.get(forge)
+        if client is None:
+            return None
+        services = self._services
+        return BotContext(
+            forge=client,
+            config=services.config,
+            config_path=self._path,
+            store=services.store,
+            images=services.images,
+            fetch=services.fetch,
+            critical_days=self._critical_days,
+            now=lambda: dt.datetime.now(dt.UTC),
+        )
+
+    async def aclose(self) -> None:
+        for services in [*self._retired, self._services]:
+            await services.store.aclose()
+            await services.images.aclose()
+            await services.fetch.aclose()
+        for client in self.forges.values():
+            await client.aclose()

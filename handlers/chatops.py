@@ -1,0 +1,232 @@
+"""Chat-ops: ``/imglife <command>`` in a comment, answered by one reply comment edited as the job goes.
+
+Order of checks: the comment must hold a command line (outside code and quotes); the line must
+validate (grammar, configured registries; otherwise a reply says why and shows the help); the
+author must have the command's role, asked of the forge at run time (otherwise a reply names the
+role and nothing runs). Then: 👀 on the comment, a "working" reply, the work, the reply edited with
+the result. The reply is found again by a marker naming the comment, so a re-delivered comment
+edits the same reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+import structlog
+
+from bot.basefind import FoundBase
+from bot.chatops import ChatCommand, CommandError, CommandLine, first_command, help_text, quote, validate
+from bot.config import Command as CommandName
+from bot.config import Config, Role
+from bot.errors import ImglifeError
+from bot.events import Actor
+from bot.oci.reference import parse_reference
+from bot.redaction import redact_text
+from bot.versions import newest, parse_version
+from handlers import sources
+from handlers.check import check_base
+from handlers.context import BotContext, read_repo_config
+from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
+from handlers.review import review_change
+from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
+from handlers.tagpush import register_tag
+
+log = structlog.get_logger(__name__)
+
+# The commands this bot runs; sync and cleanup join when they are built.
+AVAILABLE: Final[tuple[CommandName, ...]] = ("help", "check", "status", "eol", "register")
+ROLE_LEVELS: Final[dict[Role, int]] = {
+    "guest": 10,
+    "reporter": 20,
+    "read": 20,
+    "developer": 30,
+    "write": 30,
+    "maintainer": 40,
+    "admin": 40,
+    "owner": 50,
+}
+LEVEL_NAMES: Final = {
+    0: "no access",
+    10: "guest",
+    20: "reporter",
+    30: "developer",
+    40: "maintainer",
+    50: "owner",
+}
+GITEA_NAMES: Final = {0: "no access", 10: "read", 20: "read", 30: "write", 40: "admin", 50: "owner"}
+
+COMMENT_SOURCE = "this comment"
+MSG_WORKING = "⏳ Working on {command}…"
+MSG_INVALID = "⚠️ {reason}\n\n{help}"
+MSG_REFUSED = "🚫 {command} needs the {role} role in this project (you have {have}); nothing was run."
+MSG_FAILED = "❌ {command} failed: {reason}"
+MSG_INTERNAL = "❌ {command} failed with an internal error; the bot's log has the details."
+MSG_DONE_HEADER = "**{command}**"
+MSG_CHECK_NEEDS_BASES = "in an issue, name the base images to check: `/imglife check BASE...`"
+MSG_NO_IMAGES = (
+    "this project publishes no images: `.imglife.yml` on the default branch lists none under `images:`"
+)
+MSG_NO_TAGS = "{image} has no version tag in the registry; name the tag: `/imglife register TAG`"
+MSG_NO_GIT_TAG = "there is no git tag {tag} in this project"
+MSG_REGISTERED = "✅ registered {images}"
+MSG_NOT_IN_REGISTRY = "{images} not in the registry"
+MSG_CHECK_COMMENT = "The check of this merge request is in the imglife check comment; summary: {summary}."
+
+
+class Outcome(StrEnum):
+    NO_COMMAND = "no_command"
+    INVALID = "invalid"
+    REFUSED = "refused"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    thread: Thread
+    comment_id: int
+    actor: Actor
+    body: str
+    sha: str | None  # the MR head from the payload, when the forge sends it
+    ref: str | None
+
+
+def role_name(level: int, *, gitea: bool) -> str:
+    names = GITEA_NAMES if gitea else LEVEL_NAMES
+    return names.get(level, names[max(k for k in names if k <= level)] if level > 0 else names[0])
+
+
+def _validation_inputs(config: Config) -> tuple[list[str], list[str]]:
+    registries = [config.build.registry] if config.build else []
+    sync_sources = [name for entry in config.sync.entries for name in (entry.source, entry.target)]
+    return registries, sync_sources
+
+
+async def _base_config(ctx: BotContext) -> Config | None:
+    try:
+        config, _ = await sources.base_images_config(
+            ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
+        )
+    except ImglifeError:
+        return None
+    return config
+
+
+async def _check(ctx: BotContext, request: ChatRequest, command: ChatCommand, bot_id: int) -> str:
+    thread = request.thread
+    if not command.bases:
+        if not thread.change_request:
+            raise ImglifeError(MSG_CHECK_NEEDS_BASES)
+        sha = request.sha or await ctx.forge.change_request_head(thread.repo, thread.number)
+        if sha is None:
+            raise ImglifeError("cannot find the head commit of this merge request")
+        review = await review_change(ctx, thread, sha, ref=request.ref, bot_id=bot_id)
+        return review.comment
+    config, _ = await sources.base_images_config(
+        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
+    )
+    eol, loaded = await sources.eol_data(config, eol_url=None, fetch=ctx.fetch, store=ctx.store)
+    today = ctx.now().date()
+    results = [
+        (
+            FoundBase(str(base), COMMENT_SOURCE, None),
+            check_base(
+                str(base), config, eol, today=today, critical=ctx.critical_days, eol_note=loaded.missing
+            ),
+        )
+        for base in command.bases
+    ]
+    registry = config.build.registry if config.build else ""
+    return render_check_comment(results, [], registry=registry, files=[], sha=None, strict=False)
+
+
+async def _register(ctx: BotContext, request: ChatRequest, command: ChatCommand) -> str:
+    repo = request.thread.repo
+    settings = await read_repo_config(ctx.forge, repo)
+    if settings is None or not settings.images:
+        raise ImglifeError(MSG_NO_IMAGES)
+    tag = command.tag
+    if tag is None:
+        first = parse_reference(settings.images[0])
+        versions = [t for t in await ctx.images.list_tags(first) if parse_version(t) is not None]
+        tag = newest(versions)
+        if tag is None:
+            raise ImglifeError(MSG_NO_TAGS.format(image=settings.images[0]))
+    sha = await ctx.forge.tag_commit(repo, tag)
+    if sha is None:
+        raise ImglifeError(MSG_NO_GIT_TAG.format(tag=quote(tag)))
+    attempt = await register_tag(ctx, repo, tag, sha, final=True, wait="this command (no waiting)")
+    if attempt.failures:
+        raise ImglifeError("; ".join(attempt.failures))
+    if attempt.missing:
+        raise ImglifeError(MSG_NOT_IN_REGISTRY.format(images=", ".join(attempt.missing)))
+    images = ", ".join(md_code(r.record.image) for r in attempt.registered)
+    rows = [f"- {md_code(r.record.image)} on {md_code(r.record.base)}" for r in attempt.registered]
+    return "\n".join([MSG_REGISTERED.format(images=images), "", *rows]) + "\n"
+
+
+async def _run(ctx: BotContext, request: ChatRequest, command: ChatCommand, bot_id: int) -> str:
+    if command.name == "help":
+        return help_text(AVAILABLE) + "\n"
+    if command.name == "check":
+        return await _check(ctx, request, command, bot_id)
+    if command.name == "register":
+        return await _register(ctx, request, command)
+    config, _ = await sources.base_images_config(
+        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
+    )
+    report = await gather_report(
+        config,
+        store=ctx.store,
+        fetch=ctx.fetch,
+        now=ctx.now(),
+        critical=ctx.critical_days,
+        config_source=ctx.store.description,
+    )
+    return render_eol_markdown(report) if command.name == "eol" else render_markdown(report)
+
+
+async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) -> Outcome:
+    """Run the first ``/imglife`` command of a comment, if any, and answer it in one reply."""
+    line: CommandLine | None = first_command(request.body)
+    if line is None:
+        return Outcome.NO_COMMAND
+    thread = request.thread
+    mark = reply_marker(request.comment_id)
+    shown = md_code(line.raw[:80])
+    base_config = await _base_config(ctx)
+    registries, sync_sources = _validation_inputs(base_config or ctx.config)
+    command = validate(line, registries=registries, sync_sources=sync_sources, available=AVAILABLE)
+    if isinstance(command, CommandError):
+        body = MSG_INVALID.format(reason=command.message, help=help_text(AVAILABLE))
+        await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+        return Outcome.INVALID
+    role = ctx.config.bot.permission_for(command.name)
+    needed = ROLE_LEVELS[role]
+    have = await ctx.forge.access_level(thread.repo, request.actor)
+    if have < needed:
+        gitea = thread.repo.forge == "gitea"
+        body = MSG_REFUSED.format(
+            command=shown, role=role_name(needed, gitea=gitea), have=role_name(have, gitea=gitea)
+        )
+        await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+        return Outcome.REFUSED
+    await ctx.forge.react(
+        thread.repo, thread.number, request.comment_id, change_request=thread.change_request
+    )
+    await upsert_comment(ctx.forge, thread, mark, MSG_WORKING.format(command=shown), bot_id=bot_id)
+    try:
+        result = await _run(ctx, request, command, bot_id)
+    except ImglifeError as exc:
+        body = MSG_FAILED.format(command=shown, reason=md_text(redact_text(str(exc))))
+        await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+        return Outcome.FAILED
+    except Exception:
+        log.exception("chatops_command_crashed", command=command.name)
+        await upsert_comment(ctx.forge, thread, mark, MSG_INTERNAL.format(command=shown), bot_id=bot_id)
+        return Outcome.FAILED
+    body = f"{MSG_DONE_HEADER.format(command=shown)}\n\n{result}"
+    await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+    return Outcome.DONE

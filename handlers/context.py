@@ -1,0 +1,73 @@
+"""What the bot's handlers work with: the forge, the stores and the clock, as interfaces only.
+
+``bot/server/router.py`` builds one :class:`BotContext` per job from the configuration in force
+when the job starts (a reloaded configuration applies to the next job, never half-way through one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bot.config import Config, parse_config
+from bot.events import Repo
+from bot.forges.api import Forge
+from bot.oci.reference import ImageReference
+from bot.oci.sansio import Descriptor
+from bot.records import RecordStore
+from bot.repoconfig import REPO_CONFIG_NAME, RepoConfig, parse_repo_config
+from handlers.inspect import ImageSource
+from handlers.sources import CONFIG_DOCUMENT, Fetch
+
+# Where .imglife.yml is read from when a payload does not name the default branch.
+FALLBACK_REF = "HEAD"
+
+
+class Images(ImageSource, Protocol):
+    """The registry reads the bot makes: describe an image, see whether a tag exists, list tags."""
+
+    async def head_manifest(self, ref: ImageReference) -> Descriptor | None: ...
+
+    async def list_tags(self, repo: ImageReference, *, page_size: int | None = None) -> list[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BotContext:
+    forge: Forge
+    config: Config  # the bot's imglife.yaml (possibly reloaded from bot.config_repo)
+    config_path: Path  # where it was loaded from; relative paths in it are resolved against it
+    store: RecordStore
+    images: Images
+    fetch: Fetch
+    critical_days: int
+    now: Callable[[], dt.datetime]
+
+
+async def read_repo_config(forge: Forge, repo: Repo) -> RepoConfig | None:
+    """``.imglife.yml`` from the default branch (never from a merge request's branch); None when absent.
+
+    Raises :class:`bot.repoconfig.RepoConfigError` when the file is invalid.
+    """
+    ref = repo.default_branch or FALLBACK_REF
+    raw = await forge.read_file(repo, REPO_CONFIG_NAME, ref=ref)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    # PyYAML is slow on hostile input; keep the event loop (and the acknowledgements) responsive.
+    return await asyncio.to_thread(parse_repo_config, text, source=f"{repo.path}:{REPO_CONFIG_NAME}")
+
+
+async def read_bot_config(forge: Forge, repo: Repo, sha: str, *, base_dir: Path) -> Config | None:
+    """The base-images ``imglife.yaml`` of ``bot.config_repo`` at ``sha``; None when the file is absent.
+
+    Raises :class:`bot.errors.ConfigError` listing every problem of an invalid file.
+    """
+    raw = await forge.read_file(repo, CONFIG_DOCUMENT, ref=sha)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", errors="replace")
+    return await asyncio.to_thread(parse_config, text, f"{repo.path}:{CONFIG_DOCUMENT}@{sha[:12]}", base_dir)
