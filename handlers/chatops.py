@@ -22,14 +22,13 @@ from bot.config import Command as CommandName
 from bot.config import Config, Role
 from bot.errors import ImglifeError
 from bot.events import Actor
+from bot.forges.api import PermissionUnknown
 from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
 from bot.versions import newest, parse_version
-from handlers import sources
-from handlers.check import check_base
-from handlers.context import BotContext, read_repo_config
+from handlers.context import BotContext, base_images_config, read_repo_config
 from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
-from handlers.review import review_change
+from handlers.review import judge_bases, review_change
 from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
 from handlers.tagpush import register_tag
 
@@ -61,6 +60,7 @@ COMMENT_SOURCE = "this comment"
 MSG_WORKING = "⏳ Working on {command}…"
 MSG_INVALID = "⚠️ {reason}\n\n{help}"
 MSG_REFUSED = "🚫 {command} needs the {role} role in this project (you have {have}); nothing was run."
+MSG_ROLE_UNKNOWN = "🚫 {command} was not run: {reason}."
 MSG_FAILED = "❌ {command} failed: {reason}"
 MSG_INTERNAL = "❌ {command} failed with an internal error; the bot's log has the details."
 MSG_DONE_HEADER = "**{command}**"
@@ -106,9 +106,7 @@ def _validation_inputs(config: Config) -> tuple[list[str], list[str]]:
 
 async def _base_config(ctx: BotContext) -> Config | None:
     try:
-        config, _ = await sources.base_images_config(
-            ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
-        )
+        config = await base_images_config(ctx)
     except ImglifeError:
         return None
     return config
@@ -124,20 +122,10 @@ async def _check(ctx: BotContext, request: ChatRequest, command: ChatCommand, bo
             raise ImglifeError("cannot find the head commit of this merge request")
         review = await review_change(ctx, thread, sha, ref=request.ref, bot_id=bot_id)
         return review.comment
-    config, _ = await sources.base_images_config(
-        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
+    config = await base_images_config(ctx)
+    results = await judge_bases(
+        ctx, config, [FoundBase(str(base), COMMENT_SOURCE, None) for base in command.bases]
     )
-    eol, loaded = await sources.eol_data(config, eol_url=None, fetch=ctx.fetch, store=ctx.store)
-    today = ctx.now().date()
-    results = [
-        (
-            FoundBase(str(base), COMMENT_SOURCE, None),
-            check_base(
-                str(base), config, eol, today=today, critical=ctx.critical_days, eol_note=loaded.missing
-            ),
-        )
-        for base in command.bases
-    ]
     registry = config.build.registry if config.build else ""
     return render_check_comment(results, [], registry=registry, files=[], sha=None, strict=False)
 
@@ -174,9 +162,7 @@ async def _run(ctx: BotContext, request: ChatRequest, command: ChatCommand, bot_
         return await _check(ctx, request, command, bot_id)
     if command.name == "register":
         return await _register(ctx, request, command)
-    config, _ = await sources.base_images_config(
-        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
-    )
+    config = await base_images_config(ctx)
     report = await gather_report(
         config,
         store=ctx.store,
@@ -205,7 +191,12 @@ async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) 
         return Outcome.INVALID
     role = ctx.config.bot.permission_for(command.name)
     needed = ROLE_LEVELS[role]
-    have = await ctx.forge.access_level(thread.repo, request.actor)
+    try:
+        have = await ctx.forge.access_level(thread.repo, request.actor)
+    except PermissionUnknown as exc:
+        body = MSG_ROLE_UNKNOWN.format(command=shown, reason=md_text(str(exc)))
+        await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+        return Outcome.REFUSED
     if have < needed:
         gitea = thread.repo.forge == "gitea"
         body = MSG_REFUSED.format(

@@ -20,6 +20,7 @@ from bot.oci.reference import ImageReference
 from bot.oci.sansio import Descriptor
 from bot.records import RecordStore
 from bot.repoconfig import REPO_CONFIG_NAME, RepoConfig, parse_repo_config
+from handlers import sources
 from handlers.inspect import ImageSource
 from handlers.sources import CONFIG_DOCUMENT, Fetch
 
@@ -45,6 +46,14 @@ class BotContext:
     fetch: Fetch
     critical_days: int
     now: Callable[[], dt.datetime]
+
+
+async def base_images_config(ctx: BotContext) -> Config:
+    """The base-images configuration the checks judge against (package registry, else the bot's own)."""
+    config, _ = await sources.base_images_config(
+        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
+    )
+    return config
 
 
 async def read_repo_config(forge: Forge, repo: Repo) -> RepoConfig | None:

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.basefind import FoundBase, bases_in_registry, find_bases_in_ci, find_bases_in_dockerfile
+from bot.config import Config
 from bot.events import Forge as ForgeKind
 from bot.events import Repo
 from bot.forges.api import CommitState, CommitStatus
 from bot.repoconfig import RepoConfig
 from handlers import sources
 from handlers.check import CheckResult, check_base
-from handlers.context import BotContext, read_repo_config
+from handlers.context import BotContext, base_images_config, read_repo_config
 from handlers.reports import CHECK_MARKER_KIND, Thread, marker, render_check_comment, upsert_comment
 
 STATUS_CONTEXT = "imglife/check"
@@ -103,32 +104,32 @@ def _verdict(
     return state, MSG_FINDINGS.format(count=count, s=plural, findings=", ".join(findings))
 
 
+async def judge_bases(
+    ctx: BotContext, config: Config, bases: Sequence[FoundBase]
+) -> tuple[tuple[FoundBase, CheckResult], ...]:
+    """Each base checked against ``config`` and the EOL data it names."""
+    eol, loaded = await sources.eol_data(config, eol_url=None, fetch=ctx.fetch, store=ctx.store)
+    today = ctx.now().date()
+    return tuple(
+        (
+            item,
+            check_base(
+                item.reference, config, eol, today=today, critical=ctx.critical_days, eol_note=loaded.missing
+            ),
+        )
+        for item in bases
+    )
+
+
 async def review_change(ctx: BotContext, thread: Thread, sha: str, *, ref: str | None, bot_id: int) -> Review:
     """Check the bases of the change at ``sha``; post ``imglife/check`` and the one MR comment."""
     repo = thread.repo
     settings = await read_repo_config(ctx.forge, repo) or RepoConfig()
     found, files = await _scan_files(ctx, repo, settings, sha)
-    base_config, _ = await sources.base_images_config(
-        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
-    )
-    eol, loaded = await sources.eol_data(base_config, eol_url=None, fetch=ctx.fetch, store=ctx.store)
+    base_config = await base_images_config(ctx)
     registry = base_config.build.registry if base_config.build else ""  # never empty: checked by the loader
     bases, problems = bases_in_registry(found, registry)
-    today = ctx.now().date()
-    results = tuple(
-        (
-            item,
-            check_base(
-                item.reference,
-                base_config,
-                eol,
-                today=today,
-                critical=ctx.critical_days,
-                eol_note=loaded.missing,
-            ),
-        )
-        for item in bases
-    )
+    results = await judge_bases(ctx, base_config, bases)
     state, description = _verdict(results, problems, strict=settings.check.strict, registry=registry)
     body = render_check_comment(
         results, problems, registry=registry, files=files, sha=sha, strict=settings.check.strict

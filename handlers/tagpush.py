@@ -19,8 +19,7 @@ from bot.events import Repo
 from bot.forges.api import CommitState, CommitStatus
 from bot.oci.reference import parse_reference
 from bot.repoconfig import RepoConfig, RepoConfigError
-from handlers import sources
-from handlers.context import BotContext, read_repo_config
+from handlers.context import BotContext, base_images_config, read_repo_config
 from handlers.inspect import describe_image
 from handlers.register import RegisterRequest, Registration, register_build
 
@@ -68,9 +67,7 @@ async def _dockerfile_base(ctx: BotContext, repo: Repo, settings: RepoConfig, sh
         raw = await ctx.forge.read_file(repo, path, ref=sha)
         if raw is not None:
             found += find_bases_in_dockerfile(raw.decode("utf-8", errors="replace"), path)
-    config, _ = await sources.base_images_config(
-        ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
-    )
+    config = await base_images_config(ctx)
     registry = config.build.registry if config.build else ""
     bases = [item.reference for item in bases_in_registry(found, registry).bases]
     if len(bases) == 1:

@@ -8,7 +8,9 @@ statuses, the one MR comment, chat-ops replies and reactions.
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -440,3 +442,19 @@ def test_every_delivery_and_job_is_logged_as_json_without_secrets(world: World) 
     text = world.bot.proc.log_path.read_text()
     assert BOT_TOKEN not in text
     assert GITLAB_SECRET not in text
+
+
+def test_sigterm_lets_the_running_job_finish_and_turns_unready(world: World) -> None:
+    world.fake.add_merge_request(PROJECT, 16, "feature", sha(16))
+    add_dockerfile(world, sha(16), ALPINE_LATEST)
+    world.fake.latency = 0.5  # every forge call of the job takes half a second
+    world.bot.deliver_gitlab(merge_request(world, "merge_request__open", 16, sha(16)))
+    world.bot.wait_for(lambda: world.fake.request_count() > 0, "the check job to start")
+    os.kill(world.bot.proc.pid, signal.SIGTERM)
+    world.bot.wait_for(lambda: world.bot.http.get("/readyz").status_code == 503, "/readyz to turn unready")
+    late = world.bot.deliver_gitlab(merge_request(world, "merge_request__open", 17, sha(17)))
+    assert late.status_code == 503
+    assert world.bot.proc.wait(timeout=30) == 0
+    (status,) = world.statuses(sha(16), "imglife/check")
+    assert status.status == "success"
+    assert len(world.bot_notes("merge_requests", 16)) == 1

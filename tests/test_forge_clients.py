@@ -15,6 +15,7 @@ from bot.forges.api import (
     ForgeError,
     GiteaForge,
     GitLabForge,
+    PermissionUnknown,
 )
 from bot.retry import RetryPolicy
 from tests.fakes.gitea import FakeGitea
@@ -119,6 +120,9 @@ async def test_gitea_statuses_comments_reactions_permissions_files(gitea):
         levels = [await forge.access_level(repo, Actor(None, u)) for u in ("dev", "viewer", "stranger")]
         assert levels == [DEVELOPER, REPORTER, NO_ACCESS]
         assert await forge.access_level(repo, Actor(None, "imglife-bot")) == MAINTAINER
+        fake.fail_next("GET", r"/collaborators/dev/permission$", 403)
+        with pytest.raises(PermissionUnknown, match="admin access to the repository"):
+            await forge.access_level(repo, Actor(None, "dev"))
         assert await forge.read_file(repo, ".imglife.yml", ref="main") == b"images: []\n"
         assert await forge.read_file(repo, "nope", ref="main") is None
     finally:

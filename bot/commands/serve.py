@@ -85,8 +85,11 @@ async def _run(invocation: Invocation) -> int:
         await stop.wait()
         log.info("serve_stopping", queued=queue.depth, waiting_retries=len(waits))
         waits.cancel_all()
+        # Drain while still listening: /readyz answers 503 and new deliveries are refused with 503,
+        # so a load balancer moves on while running jobs finish.
+        await queue.drain(DRAIN_SECONDS)
     finally:
-        await runner.cleanup()  # closes the listener, then drains the queue (build_app's cleanup)
+        await runner.cleanup()
         await runtime.aclose()
     log.info("serve_stopped")
     return EXIT_OK

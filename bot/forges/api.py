@@ -40,6 +40,10 @@ GITEA_STATES = {
 # GitLab's status state machine refuses a repeated state; the status is already what we wanted.
 GITLAB_NO_TRANSITION = "Cannot transition status"
 PAGE_SIZE = 100
+MSG_GITEA_PERMISSION = (
+    "the bot cannot read collaborator permissions in {repo}: Gitea answers that question only for "
+    "repository admins, so give the bot's user admin access to the repository"
+)
 MAX_DESCRIPTION = 140  # both forges cut longer descriptions; cut them ourselves, on a word
 # Directory listings: GitLab calls every file a "blob" and tells a symlink by its mode; Gitea
 # types entries "file" (regular or executable), "dir", "symlink" or "submodule".
@@ -50,6 +54,10 @@ GITEA_FILE = "file"
 
 class ForgeError(ImglifeError):
     """A forge API call failed (after retries)."""
+
+
+class PermissionUnknown(ForgeError):
+    """The forge would not say what role a user has (the bot's token may not ask)."""
 
 
 class CommitState(StrEnum):
@@ -349,7 +357,9 @@ class GiteaForge(_RestClient):
     async def access_level(self, repo: Repo, actor: Actor) -> int:
         path = f"{self._repo(repo)}/collaborators/{quote(actor.username, safe='')}/permission"
         response = await self._call("GET", path, ok=(200, 403, 404))
-        if response.status_code != 200:
+        if response.status_code == 403:
+            raise PermissionUnknown(MSG_GITEA_PERMISSION.format(repo=repo.path))
+        if response.status_code == 404:
             return NO_ACCESS
         return GITEA_LEVELS.get(str((response.json() or {}).get("permission")), NO_ACCESS)
 

@@ -181,6 +181,10 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self._popen.poll() is None
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit on its own; its exit code."""
+        return self._popen.wait(timeout=timeout)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")

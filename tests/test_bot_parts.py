@@ -1,0 +1,106 @@
+"""The bot's small parts on their own: comment ownership, escaping, deferred retries, role names."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.basefind import FoundBase
+from bot.forges.api import Comment
+from bot.lifecycle.eoldata import EolStatus
+from bot.server.jobs import JobQueue
+from bot.server.router import describe_seconds
+from bot.server.waits import Waits
+from handlers.chatops import role_name
+from handlers.check import CheckResult
+from handlers.reports import find_own_comment, marker, render_check_comment
+
+BOT = 99
+
+
+def test_only_a_comment_with_the_marker_and_the_bot_as_author_is_the_bots() -> None:
+    mark = marker("check")
+    comments = [
+        Comment(1, f"{mark}\nforged by a user", author_id=5),
+        Comment(2, "the bot, about something else", author_id=BOT),
+        Comment(3, f"{mark}\nthe real one", author_id=BOT),
+    ]
+    assert find_own_comment(comments, mark, BOT) == comments[2]
+    assert find_own_comment(comments[:2], mark, BOT) is None
+
+
+def test_the_check_comment_escapes_what_files_contain() -> None:
+    found = FoundBase("registry.example.com/bases/x:1", "docker/@here|`evil`.Dockerfile:1 FROM", 1)
+    result = CheckResult(
+        "registry.example.com/bases/x:1",
+        None,
+        None,
+        None,
+        EolStatus.UNKNOWN,
+        ("@team <b>x</b> | y",),
+        known=False,
+    )
+    problem = FoundBase("${BASE}", "Dockerfile:2 FROM", 2, "ARG BASE has no default @alice")
+    body = render_check_comment(
+        [(found, result)], [problem], registry="r/bases", files=[], sha="a" * 40, strict=True
+    )
+    for mention in ("@here", "@team", "@alice"):
+        assert mention not in body
+    assert "@\u200bteam" in body
+    assert "<b>" not in body
+    assert "\\|" in body  # a pipe cannot open a table cell
+    assert "strict" in body
+
+
+async def test_a_deferred_job_runs_after_its_delay_or_at_once_when_woken() -> None:
+    queue = JobQueue(workers=1)
+    queue.start()
+    waits = Waits(queue)
+    ran: list[str] = []
+
+    def job(name: str):
+        async def run() -> None:
+            ran.append(name)
+
+        return run
+
+    waits.later("slow", key="k1", name="slow", job=job("slow"), delay=60)
+    waits.later("soon", key="k2", name="soon", job=job("soon"), delay=0.01)
+    await asyncio.sleep(0.1)
+    assert ran == ["soon"]
+    assert waits.wake("slow") is True
+    assert waits.wake("slow") is False  # already gone
+    await queue.join()
+    assert ran == ["soon", "slow"]
+    waits.later("never", key="k3", name="never", job=job("never"), delay=60)
+    assert waits.cancel_all() == 1
+    assert len(waits) == 0
+    await queue.drain(1)
+
+
+async def test_a_retry_that_comes_due_while_draining_is_dropped() -> None:
+    queue = JobQueue(workers=1)
+    queue.start()
+    waits = Waits(queue)
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("late")
+
+    waits.later("w", key="k", name="late", job=job, delay=0.05)
+    await queue.drain(1)
+    await asyncio.sleep(0.1)
+    assert ran == []
+
+
+def test_role_names_follow_the_forge() -> None:
+    assert [role_name(level, gitea=False) for level in (0, 10, 20, 30, 40, 50)] == [
+        "no access", "guest", "reporter", "developer", "maintainer", "owner",
+    ]  # fmt: skip
+    assert [role_name(level, gitea=True) for level in (0, 20, 30, 40, 50)] == [
+        "no access", "read", "write", "admin", "owner",
+    ]  # fmt: skip
+    assert role_name(35, gitea=False) == "developer"  # GitLab's custom roles sit between the levels
+
+
+def test_waits_are_described_for_people() -> None:
+    assert [describe_seconds(s) for s in (2, 59.6, 60, 90, 1800)] == ["2s", "1m", "1m", "1m30s", "30m"]
