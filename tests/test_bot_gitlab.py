@@ -29,6 +29,7 @@ BOT_TOKEN = "glpat-imglife-bot-e2e"
 PROJECT = "team/app"
 BASE_LABEL = "org.opencontainers.image.base.name"
 MARKER = "<!-- imglife:check -->"
+CONFIG_REPO = "platform/base-images"
 
 
 def sha(n: int) -> str:
@@ -70,7 +71,12 @@ class World:
 
 @contextmanager
 def make_world(
-    tmp_path: Path, registry: Any, *, register_wait: str = "20s", strict: bool = False
+    tmp_path: Path,
+    registry: Any,
+    *,
+    register_wait: str = "20s",
+    strict: bool = False,
+    config_repo: str | None = None,
 ) -> Iterator[World]:
     fake = FakeGitLab(tokens={BOT_TOKEN: GitLabToken("imglife-bot")})
     with fake:
@@ -86,6 +92,7 @@ def make_world(
         config.write_text(
             config.read_text()
             + f"bot:\n  gitlab: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
+            + (f"  config_repo: {config_repo}\n" if config_repo else "")
         )
         environ = {"IMGLIFE_GITLAB_WEBHOOK_SECRET": GITLAB_SECRET, "GITLAB_TOKEN": BOT_TOKEN}
         with run_bot(config, environ, log_dir=tmp_path) as bot:
@@ -458,3 +465,53 @@ def test_sigterm_lets_the_running_job_finish_and_turns_unready(world: World) -> 
     (status,) = world.statuses(sha(16), "imglife/check")
     assert status.status == "success"
     assert len(world.bot_notes("merge_requests", 16)) == 1
+
+
+def push_to_config_repo(w: World, commit: str, project_id: int) -> dict[str, Any]:
+    payload = fixture("gitlab", "push__branch")
+    payload.update(ref="refs/heads/main", after=commit, checkout_sha=commit, project_id=project_id)
+    payload["project"] = {
+        "id": project_id,
+        "name": "base-images",
+        "path_with_namespace": CONFIG_REPO,
+        "default_branch": "main",
+        "web_url": f"{w.fake.url}/{CONFIG_REPO}",
+    }
+    return payload
+
+
+def test_a_push_to_the_config_repository_reloads_the_configuration(
+    tmp_path: Path, anon_registry: Any
+) -> None:
+    with make_world(tmp_path, anon_registry, config_repo=CONFIG_REPO) as w:
+        config_project = w.fake.add_project(CONFIG_REPO, members={"imglife-bot": DEVELOPER})
+        w.fake.add_issue(PROJECT, 20)
+        local = (tmp_path / "imglife.yaml").read_text()
+        stricter = local.replace("  workers: 4\n", "  workers: 4\n  permissions: {status: maintainer}\n")
+        w.fake.add_file(CONFIG_REPO, sha(50), "imglife.yaml", stricter)
+        w.fake.add_file(CONFIG_REPO, sha(51), "imglife.yaml", "registry: {provider: nowhere}\n")
+
+        w.bot.deliver_gitlab(push_to_config_repo(w, sha(50), config_project.id))
+        assert w.bot.wait_for_jobs("reload", 1) == {"reloaded": 1}
+        w.bot.deliver_gitlab(note(w, "/imglife status", author="dev", iid=20, on_mr=False))
+        assert w.bot.wait_for_jobs("chatops", 1) == {"refused": 1}
+        assert "needs the maintainer role" in w.bot_notes("issues", 20)[0].body
+
+        # An invalid file is refused and the configuration in force stays.
+        w.bot.deliver_gitlab(push_to_config_repo(w, sha(51), config_project.id))
+        assert w.bot.wait_for_jobs("reload", 2) == {"reloaded": 1, "config_error": 1}
+        failure = next(line for line in w.bot.log() if line.get("outcome") == "config_error")
+        assert any("registry.provider" in problem for problem in failure["problems"])
+        w.bot.deliver_gitlab(note(w, "/imglife status", author="dev", iid=20, on_mr=False))
+        assert w.bot.wait_for_jobs("chatops", 2) == {"refused": 2}
+
+
+def test_pushes_to_other_branches_or_repositories_do_not_reload(tmp_path: Path, anon_registry: Any) -> None:
+    with make_world(tmp_path, anon_registry, config_repo=CONFIG_REPO) as w:
+        other_branch = push_to_config_repo(w, sha(52), 2)
+        other_branch["ref"] = "refs/heads/feature"
+        other_repo = push_to_config_repo(w, sha(53), 2)
+        other_repo["project"]["path_with_namespace"] = "platform/other"
+        for payload in (other_branch, other_repo):
+            answer = w.bot.deliver_gitlab(payload)
+            assert (answer.status_code, answer.text.strip()) == (202, "ignored")
