@@ -29,6 +29,9 @@ EOL_LABELS = {"ok": "✅ supported", "warning": "⚠️ soon", "eol": "❌ ended
 MSG_NO_BASES = "No base image from {registry} was found in {files}."
 MSG_CHECKED_AT = "_Checked at {sha}{strict}._"
 MSG_STRICT = " (strict: a failed check fails the commit status)"
+MSG_BAD_SETTINGS = (
+    "`.imglife.yml` on the default branch is invalid, so this change was not checked; fix it there:"
+)
 MAX_LISTED_FILES = 10
 
 
@@ -99,6 +102,13 @@ def render_check_table(results: Sequence[tuple[FoundBase, CheckResult]]) -> list
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def render_config_problems(problems: Sequence[str]) -> str:
+    """The MR comment when ``.imglife.yml`` on the default branch cannot be used."""
+    lines = [CHECK_TITLE, "", MSG_BAD_SETTINGS, ""]
+    lines += [f"- {md_text(problem)}" for problem in problems]
+    return "\n".join(lines) + "\n"
 
 
 def render_check_comment(

@@ -17,11 +17,18 @@ from bot.config import Config
 from bot.events import Forge as ForgeKind
 from bot.events import Repo
 from bot.forges.api import CommitState, CommitStatus
-from bot.repoconfig import RepoConfig
+from bot.repoconfig import RepoConfig, RepoConfigError
 from handlers import sources
 from handlers.check import CheckResult, check_base
 from handlers.context import BotContext, base_images_config, read_repo_config
-from handlers.reports import CHECK_MARKER_KIND, Thread, marker, render_check_comment, upsert_comment
+from handlers.reports import (
+    CHECK_MARKER_KIND,
+    Thread,
+    marker,
+    render_check_comment,
+    render_config_problems,
+    upsert_comment,
+)
 
 STATUS_CONTEXT = "imglife/check"
 GITLAB_CI_FILE = ".gitlab-ci.yml"
@@ -32,6 +39,7 @@ MAX_WORKFLOW_FILES = 20
 MSG_ALL_GOOD = "{count} base image{s} up to date and supported"
 MSG_FINDINGS = "{count} base image{s}: {findings}"
 MSG_NONE_FOUND = "no base image from {registry} found"
+MSG_INVALID_SETTINGS = "invalid .imglife.yml: {problem}"
 MSG_MISSING_DOCKERFILE = "listed in .imglife.yml but not found at this commit"
 
 
@@ -124,7 +132,16 @@ async def judge_bases(
 async def review_change(ctx: BotContext, thread: Thread, sha: str, *, ref: str | None, bot_id: int) -> Review:
     """Check the bases of the change at ``sha``; post ``imglife/check`` and the one MR comment."""
     repo = thread.repo
-    settings = await read_repo_config(ctx.forge, repo) or RepoConfig()
+    try:
+        settings = await read_repo_config(ctx.forge, repo) or RepoConfig()
+    except RepoConfigError as exc:
+        # Said where the author looks: a silent bot would leave them guessing.
+        body = render_config_problems(exc.problems)
+        await upsert_comment(ctx.forge, thread, marker(CHECK_MARKER_KIND), body, bot_id=bot_id)
+        description = MSG_INVALID_SETTINGS.format(problem=exc.problems[0] if exc.problems else exc)
+        status = CommitStatus(STATUS_CONTEXT, CommitState.FAILURE, description)
+        await ctx.forge.set_status(repo, sha, status, ref=ref)
+        return Review((), (), CommitState.FAILURE, description, body, posted=True)
     found, files = await _scan_files(ctx, repo, settings, sha)
     base_config = await base_images_config(ctx)
     registry = base_config.build.registry if base_config.build else ""  # never empty: checked by the loader

@@ -145,6 +145,8 @@ async def register_tag(
     else:
         settings = await read_repo_config(ctx.forge, repo) or RepoConfig()
         images = tuple(pending)
+    # Gitea may name the tag object of an annotated tag; the record wants the commit.
+    sha = await ctx.forge.tag_commit(repo, tag) or sha
     registered: list[Registration] = []
     missing: list[str] = []
     failures: list[str] = []

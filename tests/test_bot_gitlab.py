@@ -253,6 +253,21 @@ def test_merge_request_gets_a_status_and_one_comment_that_new_commits_edit(world
     assert (status.status, status.description) == ("success", "1 base image up to date and supported")
 
 
+def test_an_invalid_imglife_yml_is_reported_on_the_merge_request(world: World) -> None:
+    world.fake.add_file(PROJECT, "main", ".imglife.yml", "imgaes: [x]\ncheck: {strict: maybe}\n")
+    world.fake.add_merge_request(PROJECT, 18, "feature", sha(18))
+    add_dockerfile(world, sha(18), ALPINE_LATEST)
+    world.bot.deliver_gitlab(merge_request(world, "merge_request__open", 18, sha(18)))
+    assert world.bot.wait_for_jobs("check", 1) == {"failure": 1}
+    (status,) = world.statuses(sha(18), "imglife/check")
+    assert status.status == "failed"
+    assert (status.description or "").startswith("invalid .imglife.yml: team/app:.imglife.yml:1:1")
+    (comment,) = world.bot_notes("merge_requests", 18)
+    assert "is invalid, so this change was not checked" in comment.body
+    assert "did you mean 'images'" in comment.body
+    assert "strict" in comment.body
+
+
 def test_strict_projects_fail_the_status_for_a_base_at_end_of_life(
     tmp_path: Path, anon_registry: Any
 ) -> None:

@@ -1,9 +1,10 @@
 """``imglife serve``: the webhook bot (SPEC §6) — one process, jobs in memory.
 
-Start-up refuses nothing that can be fixed while running: a forge without a URL or token has its
-deliveries acknowledged and logged as not configured, and a forge without a webhook secret gets
-401 for every delivery (fail closed). SIGTERM and SIGINT stop accepting deliveries, let running
-jobs finish (``DRAIN_SECONDS``) and exit 0.
+A forge without a URL or token has its deliveries acknowledged and logged as not configured, and
+a forge without a webhook secret gets 401 for every delivery (fail closed); an invalid
+configuration, or a record store that cannot be written (no token), stops the start with exit 2.
+SIGTERM and SIGINT stop accepting deliveries, let running jobs finish (``DRAIN_SECONDS``) and
+exit 0.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _secret(invocation: Invocation, forge: Forge) -> str | None:
-    value = invocation.environ.get(SECRET_VARIABLES[forge], "")
+    # A secret mounted from a file often ends with a newline no forge sends.
+    value = invocation.environ.get(SECRET_VARIABLES[forge], "").strip()
     register_secret(value or None)
     return value or None
 

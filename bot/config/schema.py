@@ -757,7 +757,8 @@ class BotConfig(_Model):
     config_repo: ProjectPath | None = None
     redis_url: RedisUrl | None = None
     schedule: dict[ScheduledJob, Cron] = Field(default_factory=dict)
-    max_body_bytes: PositiveInt = DEFAULT_MAX_BODY_BYTES
+    # GitLab sends at most 25 MiB and the parsers refuse more: the limit can only be lowered.
+    max_body_bytes: Annotated[StrictInt, Field(ge=1024, le=DEFAULT_MAX_BODY_BYTES)] = DEFAULT_MAX_BODY_BYTES
 
     def permission_for(self, command: Command) -> Role:
         """The role a user needs to run ``command``: configured, else the default of SPEC §6.3."""

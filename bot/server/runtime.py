@@ -59,9 +59,18 @@ class BotRuntime:
         )
 
     def replace_config(self, config: Config) -> None:
-        """Use ``config`` for every job that starts from now on."""
+        """Use ``config`` for every job that starts from now on.
+
+        Of the ``bot`` section only what jobs read is taken (``permissions``, ``register_wait``):
+        the listener, the workers, the forge clients and ``config_repo`` stay as started, so a
+        reloaded file cannot stop later reloads or point the bot at another forge.
+        """
+        running = self._services.config.bot
+        bot = running.model_copy(
+            update={"permissions": config.bot.permissions, "register_wait": config.bot.register_wait}
+        )
         self._retired.append(self._services)
-        self._services = self._build(config)
+        self._services = self._build(config.model_copy(update={"bot": bot}))
 
     def context(self, forge: ForgeKind) -> BotContext | None:
         client = self.forges.get(forge)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -65,17 +66,28 @@ class RunningBot:
         return self.http.post("/webhooks/gitlab", content=json.dumps(payload).encode(), headers=headers)
 
     def deliver_gitea(
-        self, event: str, payload: Mapping[str, Any], *, secret: str = GITEA_SECRET
+        self,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        secret: str = GITEA_SECRET,
+        family: str = "Gitea",
+        form: bool = False,
     ) -> httpx.Response:
+        """Post ``payload`` as Gitea does; ``family="Forgejo"`` sends only the ``X-Forgejo-*``
+        headers, ``form=True`` the ``payload=<json>`` form body (still signed over the JSON)."""
         body = json.dumps(payload).encode()
         signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
         headers = {
             "Content-Type": "application/json",
-            "X-Gitea-Event": event,
-            "X-Gitea-Event-Type": event,
-            "X-Gitea-Delivery": str(uuid.uuid4()),
-            "X-Gitea-Signature": signature,
+            f"X-{family}-Event": event,
+            f"X-{family}-Event-Type": event,
+            f"X-{family}-Delivery": str(uuid.uuid4()),
+            f"X-{family}-Signature": signature,
         }
+        if form:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            body = b"payload=" + quote_plus(body.decode()).encode()
         return self.http.post("/webhooks/gitea", content=body, headers=headers)
 
     def jobs(self) -> dict[tuple[str, str], int]:
