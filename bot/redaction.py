@@ -8,9 +8,10 @@ user-info, ``token=``-style query parameters) are masked by pattern.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 MASK = "***"
@@ -20,16 +21,29 @@ SECRET_KEY_RE = re.compile(
     r"(pass(word|wd)?|secret|token|authorization|auth|credential|api[_-]?key|private[_-]?key|cookie)",
     re.IGNORECASE,
 )
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), rf"\1 {MASK}"),
-    (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"), rf"\1{MASK}@"),
+# Each pattern with a cheap test that must pass before the regex can match: log lines are mostly
+# short words and numbers, and running four regexes over each value cost more than the rest of
+# the logging (measured: ~100 µs of ~210 µs per event).
+_PATTERNS: tuple[tuple[Callable[[str], bool], re.Pattern[str], str], ...] = (
     (
+        lambda t: "bearer" in (low := t.lower()) or "basic" in low,
+        re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+        rf"\1 {MASK}",
+    ),
+    (
+        lambda t: "@" in t and "://" in t,
+        re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s:@]*:[^/\s@]*@"),
+        rf"\1{MASK}@",
+    ),
+    (
+        lambda t: "=" in t,
         re.compile(
             r"(?i)([?&](?:access_token|refresh_token|token|password|secret|signature|x-amz-signature)=)[^&\s]+"
         ),
         rf"\1{MASK}",
     ),
     (
+        lambda t: '"' in t,
         re.compile(r"(?i)(\"(?:token|access_token|refresh_token|password|secret)\"\s*:\s*\")[^\"]*"),
         rf"\1{MASK}",
     ),
@@ -59,15 +73,21 @@ def redact_text(text: str) -> str:
     pattern = _secret_re
     if pattern is not None:
         text = pattern.sub(MASK, text)
-    for regex, replacement in _PATTERNS:
-        text = regex.sub(replacement, text)
+    for may_match, regex, replacement in _PATTERNS:
+        if may_match(text):
+            text = regex.sub(replacement, text)
     return text
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return SECRET_KEY_RE.search(key) is not None  # the same few keys come back in every event
 
 
 def redact_value(key: str | None, value: Any) -> Any:
     """Redact one value; values under secret-looking keys are masked whole."""
     # Numbers and flags under such keys (token_requests=3) carry no secret; strings might.
-    if key is not None and SECRET_KEY_RE.search(key) and isinstance(value, str | bytes) and value:
+    if key is not None and _secret_key(key) and isinstance(value, str | bytes) and value:
         return MASK
     if isinstance(value, str):
         return redact_text(value)

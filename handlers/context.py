@@ -26,6 +26,9 @@ from handlers.sources import CONFIG_DOCUMENT, Fetch
 
 # Where .imglife.yml is read from when a payload does not name the default branch.
 FALLBACK_REF = "HEAD"
+MAX_CACHED_REPO_CONFIGS = 512
+# Parsed .imglife.yml by (project, content): the same file is read for every merge request.
+_repo_configs: dict[tuple[str, bytes], RepoConfig] = {}
 
 
 class Images(ImageSource, Protocol):
@@ -65,9 +68,16 @@ async def read_repo_config(forge: Forge, repo: Repo) -> RepoConfig | None:
     raw = await forge.read_file(repo, REPO_CONFIG_NAME, ref=ref)
     if raw is None:
         return None
-    text = raw.decode("utf-8", errors="replace")
-    # PyYAML is slow on hostile input; keep the event loop (and the acknowledgements) responsive.
-    return await asyncio.to_thread(parse_repo_config, text, source=f"{repo.path}:{REPO_CONFIG_NAME}")
+    key = (repo.path, raw)
+    cached = _repo_configs.get(key)
+    if cached is None:
+        text = raw.decode("utf-8", errors="replace")
+        # PyYAML is slow on hostile input; keep the event loop (and the acknowledgements) responsive.
+        cached = await asyncio.to_thread(parse_repo_config, text, source=f"{repo.path}:{REPO_CONFIG_NAME}")
+        if len(_repo_configs) >= MAX_CACHED_REPO_CONFIGS:
+            _repo_configs.pop(next(iter(_repo_configs)))
+        _repo_configs[key] = cached
+    return cached
 
 
 async def read_bot_config(forge: Forge, repo: Repo, sha: str, *, base_dir: Path) -> Config | None:

@@ -9,6 +9,7 @@ EOL data is not an error: every cycle is then ``unknown``, and the report says h
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,11 @@ MSG_NO_BUILD = (
 
 Fetch = Callable[[str], Awaitable[bytes]]
 
+# The bot checks many merge requests against the same few documents: parse each content once.
+# Results are immutable (frozen dataclasses, configs nobody mutates); errors are not cached.
+_parse_config = functools.lru_cache(maxsize=8)(parse_config)
+_parse_eol_data = functools.lru_cache(maxsize=8)(parse_eol_data)
+
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
@@ -42,13 +48,13 @@ async def base_images_config(
 ) -> tuple[Config, Loaded]:
     if config_url:
         text = (await fetch(config_url)).decode("utf-8", errors="replace")
-        config, loaded = parse_config(text, config_url, local_path.parent), Loaded(config_url)
+        config, loaded = _parse_config(text, config_url, local_path.parent), Loaded(config_url)
     else:
         document = await store.read_document(CONFIG_DOCUMENT)
         if document is not None:
             source = f"{store.description}: {CONFIG_DOCUMENT}"
             text = document.decode("utf-8", errors="replace")
-            config, loaded = parse_config(text, source, local_path.parent), Loaded(source)
+            config, loaded = _parse_config(text, source, local_path.parent), Loaded(source)
         else:
             config, loaded = local, Loaded(str(local_path))
     if config.build is None:
@@ -60,13 +66,13 @@ async def eol_data(
     config: Config, *, eol_url: str | None, fetch: Fetch, store: RecordStore
 ) -> tuple[EolData, Loaded]:
     if eol_url:
-        return parse_eol_data(await fetch(eol_url), source=eol_url), Loaded(eol_url)
+        return _parse_eol_data(await fetch(eol_url), source=eol_url), Loaded(eol_url)
     if config.lifecycle.eol_target == "pkgregistry":
         source = f"{store.description}: {EOL_DOCUMENT}"
         document = await store.read_document(EOL_DOCUMENT)
         if document is None:
             return EolData(), Loaded(source, NO_EOL_DATA.format(where=source))
-        return parse_eol_data(document, source=source), Loaded(source)
+        return _parse_eol_data(document, source=source), Loaded(source)
     path = config.lifecycle.eol_data_file
     try:
         text = path.read_bytes()
@@ -74,4 +80,4 @@ async def eol_data(
         return EolData(), Loaded(str(path), NO_EOL_DATA.format(where=path))
     except OSError as exc:
         raise ImglifeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return parse_eol_data(text, source=str(path)), Loaded(str(path))
+    return _parse_eol_data(text, source=str(path)), Loaded(str(path))

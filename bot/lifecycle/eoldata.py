@@ -31,6 +31,10 @@ DEFAULT_CRITICAL_DAYS = 30
 FILE_FIELDS = ("cycle", "releaseDate", "eol", "latest", "latestReleaseDate", "lts")
 
 
+# libyaml's loader is ~10x faster than PyYAML's pure-Python one on a file of many cycles.
+SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class EolDataError(ImglifeError):
     """EOL data is missing, malformed or could not be fetched."""
 
@@ -137,7 +141,7 @@ def parse_cycle(raw: Any, *, where: str) -> Cycle:
 def parse_eol_data(text: str | bytes, *, source: str) -> EolData:
     """Parse eol-data.yaml; every error names ``source`` and the product/cycle at fault."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader (C when built)
     except yaml.YAMLError as exc:
         raise EolDataError(f"{source}: not valid YAML: {exc}") from None
     if document is None:

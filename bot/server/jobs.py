@@ -38,6 +38,7 @@ class JobQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = True
         self._running = 0
+        self._queued = 0  # submitted, not finished: kept as a count, the gauge reads it per delivery
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -48,7 +49,7 @@ class JobQueue:
     @property
     def depth(self) -> int:
         """Jobs waiting (not yet started)."""
-        return sum(len(queue) for queue in self._pending.values()) - self._running
+        return self._queued - self._running
 
     def start(self) -> None:
         if not self._tasks:
@@ -66,6 +67,7 @@ class JobQueue:
             self._ready.put_nowait(key)
         else:
             queue.append(_Pending(name, job))
+        self._queued += 1
         self._idle.clear()
         return True
 
@@ -79,7 +81,7 @@ class JobQueue:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self.join()
-        left = sum(len(queue) for queue in self._pending.values())
+        left = self._queued
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -103,6 +105,7 @@ class JobQueue:
                 log.exception("job_crashed", job=pending.name, key=key)
             finally:
                 self._running -= 1
+                self._queued -= 1
                 queue.popleft()
                 log.debug("job_done", job=pending.name, key=key, seconds=round(time.monotonic() - started, 3))
                 if queue:
