@@ -21,7 +21,7 @@ from bot.errors import EXIT_OK
 from bot.events import Forge
 from bot.lifecycle.eoldata import critical_days
 from bot.redaction import register_secret
-from bot.server.app import DEFAULT_DRAIN_SECONDS, ReceiverSettings, build_app
+from bot.server.app import DEFAULT_DRAIN_SECONDS, InFlight, ReceiverSettings, build_app
 from bot.server.jobs import JobQueue
 from bot.server.metrics import Metrics
 from bot.server.router import Router
@@ -64,11 +64,12 @@ async def _run(invocation: Invocation) -> int:
         drain_seconds=DRAIN_SECONDS,
     )
     runtime = BotRuntime(config, path, invocation.environ, critical_days=critical_days(invocation.environ))
-    queue = JobQueue(workers=config.bot.workers)
+    in_flight = InFlight()
+    queue = JobQueue(workers=config.bot.workers, idle=in_flight.idle)
     waits = Waits(queue)
     metrics = Metrics.create()
     router = Router(runtime, waits, metrics, config_dir=path.parent)
-    app = build_app(settings, dispatch=router.dispatch, queue=queue, metrics=metrics)
+    app = build_app(settings, dispatch=router.dispatch, queue=queue, metrics=metrics, in_flight=in_flight)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:

@@ -9,6 +9,7 @@ returns ``(ordering key, job name, job)`` triples and must itself not wait on th
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,10 +28,34 @@ from bot.server.metrics import Metrics
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitLab's own cap on webhook bodies
 DEFAULT_DRAIN_SECONDS = 30.0
+QUIET_SECONDS = 0.01  # no delivery for this long: the burst is over, jobs may start
 
 Work = tuple[str, str, Job]  # (ordering key, job name, job)
 Dispatch = Callable[[ForgeEvent], Sequence[Work]]
 Parser = Callable[..., ForgeEvent | None]
+
+
+class InFlight:
+    """When deliveries were last answered; job workers wait for :meth:`idle` before starting a job.
+
+    A delivery is answered within one event-loop step, so "none in flight" is almost always true
+    even in a burst; a short quiet period is what tells a burst from a lull.
+    """
+
+    def __init__(self, quiet_seconds: float = QUIET_SECONDS) -> None:
+        self._quiet = quiet_seconds
+        self._last = -quiet_seconds
+
+    def enter(self) -> None:
+        self._last = time.monotonic()
+
+    def leave(self) -> None:
+        self._last = time.monotonic()
+
+    async def idle(self) -> None:
+        while (left := self._last + self._quiet - time.monotonic()) > 0:  # noqa: ASYNC110 - a deadline that moves
+            await asyncio.sleep(left)
+
 
 QUEUE = web.AppKey("queue", JobQueue)
 METRICS = web.AppKey("metrics", Metrics)
@@ -58,12 +83,13 @@ def _answer(status: int, text: str) -> web.Response:
 
 
 def _receiver(
-    forge: Forge, settings: ReceiverSettings, dispatch: Dispatch, dedupe: Deduplicator
+    forge: Forge, settings: ReceiverSettings, dispatch: Dispatch, dedupe: Deduplicator, in_flight: InFlight
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     parse = PARSERS[forge]
 
     async def receive(request: web.Request) -> web.Response:
         started = time.perf_counter()
+        in_flight.enter()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(forge=str(forge))
         metrics, queue = request.app[METRICS], request.app[QUEUE]
@@ -105,6 +131,7 @@ def _receiver(
             metrics.queue_depth.set(queue.depth)
             return _answer(202, "accepted")
         finally:
+            in_flight.leave()
             seconds = time.perf_counter() - started
             metrics.deliveries.labels(str(forge), event_name, outcome).inc()
             metrics.ack_seconds.labels(str(forge)).observe(seconds)
@@ -136,11 +163,16 @@ def build_app(
     dedupe: Deduplicator | None = None,
     queue: JobQueue | None = None,
     metrics: Metrics | None = None,
+    in_flight: InFlight | None = None,
 ) -> web.Application:
-    """The aiohttp application; the job queue starts with the app and drains on shutdown."""
+    """The aiohttp application; the job queue starts with the app and drains on shutdown.
+
+    A ``queue`` built by the caller should take ``idle=in_flight.idle`` (the same ``in_flight``).
+    """
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[METRICS] = metrics or Metrics.create()
-    app[QUEUE] = queue = queue or JobQueue(workers=settings.workers)
+    in_flight = in_flight or InFlight()
+    app[QUEUE] = queue = queue or JobQueue(workers=settings.workers, idle=in_flight.idle)
     memory = dedupe or Deduplicator()
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
@@ -150,7 +182,7 @@ def build_app(
 
     app.cleanup_ctx.append(lifecycle)
     for forge in Forge:
-        app.router.add_post(f"/webhooks/{forge}", _receiver(forge, settings, dispatch, memory))
+        app.router.add_post(f"/webhooks/{forge}", _receiver(forge, settings, dispatch, memory, in_flight))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

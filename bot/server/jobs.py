@@ -20,6 +20,13 @@ log = structlog.get_logger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 
+# Acknowledgements come first: a forge gives up on a delivery after 5-10 s and disables hooks that
+# keep failing, while a job has no deadline. A worker about to start a job waits until no delivery
+# is being answered, for at most YIELD_MAX_SECONDS (a steady stream of deliveries slows jobs down
+# but never starves them).
+YIELD_MAX_SECONDS = 0.25
+Idle = Callable[[], Awaitable[object]]
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -29,10 +36,11 @@ class _Pending:
 
 
 class JobQueue:
-    def __init__(self, *, workers: int) -> None:
+    def __init__(self, *, workers: int, idle: Idle | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self._workers = workers
+        self._idle_deliveries = idle
         self._pending: dict[str, deque[_Pending]] = {}
         self._ready: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,9 +98,15 @@ class JobQueue:
             log.warning("jobs_abandoned", count=left)
         return left
 
+    async def _yield_to_deliveries(self) -> None:
+        if self._idle_deliveries is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle_deliveries(), YIELD_MAX_SECONDS)
+
     async def _work(self) -> None:
         while True:
             key = await self._ready.get()
+            await self._yield_to_deliveries()
             queue = self._pending[key]
             pending = queue[0]
             self._running += 1
