@@ -21,41 +21,23 @@ import pytest
 
 from tests.fakes import FakeGitea, GiteaToken
 from tests.fakes.gitea import GiteaComment, GiteaStatus
-from tests.helpers.bot import GITEA_SECRET, RunningBot, fixture, run_bot
-from tests.helpers.images import build_image
-from tests.helpers.lifecycle import ALPINE_EOL, ALPINE_LATEST, ALPINE_OLD_CORE, write_project
-from tests.helpers.skopeo import push_image
+from tests.helpers.bot import GITEA_SECRET, MARKER, AppWorld, RunningBot, bot_config, fixture, run_bot, sha
+from tests.helpers.lifecycle import ALPINE_EOL, ALPINE_LATEST, ALPINE_OLD_CORE
 
 BOT = "imglife-bot"
 BOT_TOKEN = "gitea-imglife-bot-e2e-token"
 OWNER, REPO = "team", "app"
 FULL_NAME = f"{OWNER}/{REPO}"
-BASE_LABEL = "org.opencontainers.image.base.name"
-MARKER = "<!-- imglife:check -->"
 REGISTER = "imglife/register"
 CHECK = "imglife/check"
 
 
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
 @dataclass
-class World:
+class World(AppWorld):
     fake: FakeGitea
     bot: RunningBot
-    registry: Any
-    image_repo: str  # host/apps/app-xxxx: what .imglife.yml lists
-    records: Path
     repo_id: int
     bot_user_id: int
-
-    def push_app_image(self, tag: str, base: str = ALPINE_LATEST) -> None:
-        image = build_image(labels={BASE_LABEL: base}, nonce=secrets.token_hex(4))
-        push_image(self.registry, f"{self.image_repo.split('/', 1)[1]}:{tag}", image, self.registry.creds)
-
-    def stored_records(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.records.rglob("*.json"))]
 
     def statuses(self, commit: str, context: str) -> list[GiteaStatus]:
         """The rows posted for ``commit`` under ``context``, oldest first (Gitea keeps every POST)."""
@@ -122,15 +104,19 @@ def make_world(
         image_repo = f"{registry.host}/apps/app-{secrets.token_hex(4)}"
         settings = f"images:\n  - {image_repo}\ncheck:\n  strict: {str(strict).lower()}\n"
         fake.add_file(OWNER, REPO, "main", ".imglife.yml", settings)
-        store = f"registry:\n  provider: local\n  path: records\n  insecure_registries: ['{registry.host}']\n"
-        config = write_project(tmp_path, registry=store)
-        config.write_text(
-            config.read_text()
-            + f"bot:\n  gitea: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
-        )
+        forge_block = f"  gitea: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
+        config = bot_config(tmp_path, registry, forge_block)
         environ = {"IMGLIFE_GITEA_WEBHOOK_SECRET": GITEA_SECRET, "GITEA_TOKEN": BOT_TOKEN}
         with run_bot(config, environ, log_dir=tmp_path) as bot:
-            yield World(fake, bot, registry, image_repo, tmp_path / "records", repo.id, fake.add_user(BOT).id)
+            yield World(
+                registry=registry,
+                image_repo=image_repo,
+                records=tmp_path / "records",
+                fake=fake,
+                bot=bot,
+                repo_id=repo.id,
+                bot_user_id=fake.add_user(BOT).id,
+            )
 
 
 @pytest.fixture

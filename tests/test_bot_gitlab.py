@@ -7,7 +7,6 @@ statuses, the one MR comment, chat-ops replies and reactions.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -20,38 +19,20 @@ from typing import Any
 import pytest
 
 from tests.fakes import DEVELOPER, GUEST, REPORTER, FakeGitLab, GitLabToken
-from tests.helpers.bot import GITLAB_SECRET, RunningBot, fixture, run_bot
-from tests.helpers.images import build_image
-from tests.helpers.lifecycle import ALPINE_EOL, ALPINE_LATEST, ALPINE_OLD_CORE, write_project
-from tests.helpers.skopeo import push_image
+from tests.helpers.bot import GITLAB_SECRET, MARKER, AppWorld, RunningBot, bot_config, fixture, run_bot, sha
+from tests.helpers.lifecycle import ALPINE_EOL, ALPINE_LATEST, ALPINE_OLD_CORE
 
 BOT_TOKEN = "glpat-imglife-bot-e2e"
 PROJECT = "team/app"
-BASE_LABEL = "org.opencontainers.image.base.name"
-MARKER = "<!-- imglife:check -->"
 CONFIG_REPO = "platform/base-images"
 
 
-def sha(n: int) -> str:
-    return f"{n:040x}"
-
-
 @dataclass
-class World:
+class World(AppWorld):
     fake: FakeGitLab
     bot: RunningBot
-    registry: Any
-    image_repo: str  # host/apps/app-xxxx: what .imglife.yml lists
-    records: Path
     project_id: int
     bot_user_id: int
-
-    def push_app_image(self, tag: str, base: str = ALPINE_LATEST) -> None:
-        image = build_image(labels={BASE_LABEL: base}, nonce=secrets.token_hex(4))
-        push_image(self.registry, f"{self.image_repo.split('/', 1)[1]}:{tag}", image, self.registry.creds)
-
-    def stored_records(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.records.rglob("*.json"))]
 
     def statuses(self, commit: str, name: str) -> list[Any]:
         return [s for s in self.fake.statuses(self.project_id, commit) if s.name == name and not s.retried]
@@ -87,16 +68,23 @@ def make_world(
         image_repo = f"{registry.host}/apps/app-{secrets.token_hex(4)}"
         settings = f"images:\n  - {image_repo}\ncheck:\n  strict: {str(strict).lower()}\n"
         fake.add_file(PROJECT, "main", ".imglife.yml", settings)
-        store = f"registry:\n  provider: local\n  path: records\n  insecure_registries: ['{registry.host}']\n"
-        config = write_project(tmp_path, registry=store)
-        config.write_text(
-            config.read_text()
-            + f"bot:\n  gitlab: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
-            + (f"  config_repo: {config_repo}\n" if config_repo else "")
+        config = bot_config(
+            tmp_path,
+            registry,
+            f"  gitlab: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
+            + (f"  config_repo: {config_repo}\n" if config_repo else ""),
         )
         environ = {"IMGLIFE_GITLAB_WEBHOOK_SECRET": GITLAB_SECRET, "GITLAB_TOKEN": BOT_TOKEN}
         with run_bot(config, environ, log_dir=tmp_path) as bot:
-            yield World(fake, bot, registry, image_repo, tmp_path / "records", project.id, bot_user.id)
+            yield World(
+                registry=registry,
+                image_repo=image_repo,
+                records=tmp_path / "records",
+                fake=fake,
+                bot=bot,
+                project_id=project.id,
+                bot_user_id=bot_user.id,
+            )
 
 
 @pytest.fixture

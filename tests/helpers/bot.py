@@ -13,17 +13,22 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
 
+from tests.helpers.images import build_image
+from tests.helpers.lifecycle import ALPINE_LATEST, write_project
 from tests.helpers.procs import ManagedProcess, free_port, wait_until
+from tests.helpers.skopeo import push_image
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 IMGLIFE = Path(sys.executable).with_name("imglife")
@@ -39,6 +44,39 @@ GITLAB_EVENTS = {
 JOB_LINE = re.compile(
     r'^imglife_jobs_total\{handler="(?P<handler>[^"]+)",outcome="(?P<outcome>[^"]+)"\} (?P<n>\S+)$'
 )
+
+
+BASE_LABEL = "org.opencontainers.image.base.name"
+MARKER = "<!-- imglife:check -->"
+
+
+def sha(n: int) -> str:
+    """A full commit sha made from a number (the fakes take any 40-hex sha as a commit)."""
+    return f"{n:040x}"
+
+
+@dataclass
+class AppWorld:
+    """What both forges' end-to-end tests share: the registry, the project's image, the records."""
+
+    registry: Any
+    image_repo: str  # host/apps/app-xxxx: what .imglife.yml lists
+    records: Path
+
+    def push_app_image(self, tag: str, base: str = ALPINE_LATEST) -> None:
+        image = build_image(labels={BASE_LABEL: base}, nonce=secrets.token_hex(4))
+        push_image(self.registry, f"{self.image_repo.split('/', 1)[1]}:{tag}", image, self.registry.creds)
+
+    def stored_records(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.records.rglob("*.json"))]
+
+
+def bot_config(tmp_path: Path, registry: Any, forge_block: str) -> Path:
+    """A base-images imglife.yaml with a local record store, plus ``forge_block`` under ``bot:``."""
+    store = f"registry:\n  provider: local\n  path: records\n  insecure_registries: ['{registry.host}']\n"
+    config = write_project(tmp_path, registry=store)
+    config.write_text(config.read_text() + "bot:\n" + forge_block)
+    return config
 
 
 def fixture(forge: str, name: str) -> dict[str, Any]:
