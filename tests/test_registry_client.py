@@ -617,3 +617,54 @@ async def test_commands_cannot_reach_what_their_scope_does_not_name(anon_registr
             with pytest.raises(ScopeError, match="delete"):
                 await client.delete_manifest(ref.with_digest(image.digest))
     assert proxy.requests == []  # refused before anything went on the wire
+
+
+async def test_upload_restarts_from_a_fresh_source_stream_when_the_source_breaks(
+    anon_registry, unique_repo, tmp_path
+):
+    # The source is a download from another registry that resets half-way: the broken read
+    # surfaces as RegistryUnavailable inside the upload, and push_blob starts over.
+    layer = random_layer(1_000_000)
+    image = build_image(layers=[layer])
+    await asyncio.to_thread(push_image, anon_registry, f"{unique_repo}/src:v1", image)
+    async with FaultProxy(anon_registry) as source_proxy:
+        source_proxy.reset("GET", f"/blobs/{layer.digest}", mid_body=True, times=1)
+        source = ref_of(source_proxy.host, f"{unique_repo}/src")
+        target = ref_of(anon_registry.host, f"{unique_repo}/dst")
+        scope = CredentialScope.for_command("sync")
+        credentials = ScopedCredentials(CredentialResolver({}, home=tmp_path), scope)
+        hosts = frozenset({source_proxy.host, anon_registry.host})  # one client for both, as sync has
+        async with RegistryClient(credentials, scope=scope, insecure_hosts=hosts, retry=FAST_RETRY) as client:
+            opened = 0
+
+            async def stream():
+                nonlocal opened
+                opened += 1
+                async with client.open_blob(source, layer.digest) as blob:
+                    async for piece in blob.chunks():
+                        yield piece
+
+            result = await client.push_blob(target, layer.digest, layer.size, stream)
+            assert await client.blob_exists(target, layer.digest)
+    assert result is PushResult.UPLOADED
+    assert opened == 2
+    assert len(source_proxy.requests_matching("GET", f"/blobs/{layer.digest}")) == 2
+
+
+async def test_streamed_upload_answered_429_waits_for_retry_after(
+    anon_registry, unique_repo, tmp_path, recorded_sleeps
+):
+    layer = random_layer(100_000)
+
+    async def stream():
+        yield layer.data
+
+    async with FaultProxy(anon_registry) as proxy:
+        rule = proxy.fail("PUT", "/blobs/uploads/", 429, times=2, headers={"Retry-After": "4"})
+        ref = ref_of(proxy.host, unique_repo, "v1")
+        async with make_client(proxy.host, home=tmp_path) as client:
+            result = await client.push_blob(ref, layer.digest, layer.size, stream)
+            assert await client.blob_exists(ref, layer.digest)
+    assert result is PushResult.UPLOADED
+    assert rule.hits == 2
+    assert [delay for delay in recorded_sleeps if delay > 0] == [4.0, 4.0]

@@ -67,6 +67,18 @@ log = structlog.get_logger(__name__)
 BlobSource = bytes | Callable[[], AsyncIterator[bytes]]
 
 
+class ServerBusy(RegistryUnavailable):
+    """The registry kept answering 429/5xx; ``retry_after`` is its last ``Retry-After`` in seconds.
+
+    Requests with a streamed body are not retried by ``_request`` (the body cannot be sent
+    twice); ``push_blob`` restarts them itself and needs the server's delay to honour it.
+    """
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
 class PushResult(StrEnum):
     EXISTS = "exists"  # the target had the blob already
     MOUNTED = "mounted"  # cross-repository mount inside the target registry
@@ -348,12 +360,13 @@ class RegistryClient:
                     continue
                 return PushResult.UPLOADED
             except RegistryUnavailable as exc:
-                if self._retry.gives_up(attempt):
+                retry_after = exc.retry_after if isinstance(exc, ServerBusy) else None
+                if self._retry.gives_up(attempt, retry_after):
                     raise
                 log.warning(
                     "upload_retried", registry=repo.registry, digest=digest, attempt=attempt, error=str(exc)
                 )
-                await asyncio.sleep(self._retry.delay(attempt))
+                await asyncio.sleep(self._retry.delay(attempt, retry_after))
 
     async def _upload_whole(
         self, repo: ImageReference, location: str, digest: str, size: int, source: BlobSource
@@ -585,8 +598,10 @@ class RegistryClient:
         if status == 404:
             raise NotFoundError(f"cannot {what}: not found ({detail})", status=status, code=error.code)
         if status in RETRYABLE_STATUS:
-            raise RegistryUnavailable(
-                f"cannot {what}: registry {host} kept answering HTTP {status}", status=status
+            raise ServerBusy(
+                f"cannot {what}: registry {host} kept answering HTTP {status}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         raise RegistryError(
             f"cannot {what}: registry {host} answered {detail}", status=status, code=error.code

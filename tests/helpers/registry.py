@@ -270,7 +270,9 @@ def _htpasswd_line(username: str, password: str) -> str:
     return proc.stdout.strip() + "\n"
 
 
-def _write_config(directory: Path, port: int, auth: dict[str, Any] | None) -> Path:
+def _write_config(
+    directory: Path, port: int, auth: dict[str, Any] | None, extra: dict[str, Any] | None = None
+) -> Path:
     config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "error", "accesslog": {"disabled": True}},
@@ -283,6 +285,7 @@ def _write_config(directory: Path, port: int, auth: dict[str, Any] | None) -> Pa
     }
     if auth:
         config["auth"] = auth
+    config.update(extra or {})
     path = directory / "config.yml"
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
     return path
@@ -300,11 +303,13 @@ def start_registry(
     username: str | None = None,
     password: str | None = None,
     timeout: float = START_TIMEOUT,
+    extra_config: dict[str, Any] | None = None,
 ) -> Iterator[RunningRegistry]:
     """Start a fresh, empty registry; stop it by PID and delete its directory on exit.
 
     For ``kind="token"`` a private token server is started unless ``token_server`` is given
-    (then its user and password are the registry's).
+    (then its user and password are the registry's). ``extra_config`` adds top-level sections
+    to the registry's config.yml (e.g. ``validation`` to allow foreign-layer URLs).
     """
     if shutil.which(DOCKER_REGISTRY) is None:
         raise ProcessStartError(
@@ -343,7 +348,7 @@ def start_registry(
 
         for attempt in range(3):  # the free port may be taken between probe and bind
             port = free_port()
-            config = _write_config(directory, port, auth)
+            config = _write_config(directory, port, auth, extra_config)
             (directory / "registry.log").unlink(missing_ok=True)  # errors of this attempt only
             proc = ManagedProcess(
                 [DOCKER_REGISTRY, "serve", str(config)], log_path=directory / "registry.log", cwd=directory
