@@ -44,7 +44,7 @@ def test_help_lists_only_commands_that_work():
     assert code == 0
     commands_section = out.split("COMMAND\n", 1)[1]
     listed = [line.split()[0] for line in commands_section.splitlines() if re.match(r"^ {4}\w", line)]
-    assert listed == ["check", "register", "status", "eol", "app", "inspect", "serve"]
+    assert listed == ["check", "register", "sync", "cleanup", "status", "eol", "app", "inspect", "serve"]
     assert "--check" in out
     assert "--log-format" in out
 

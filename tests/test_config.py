@@ -22,6 +22,7 @@ from bot.config import (
     resolve_config_path,
 )
 from bot.config.loader import StrictLoader
+from bot.config.schema import MSG_CREDENTIALS_IN_URL
 from bot.errors import EXIT_USAGE, ConfigError, UsageError
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -500,6 +501,21 @@ def test_platforms_are_checked_and_inherited(tmp_path: Path) -> None:
         "linux/arm/v7 (got 'amd64')",
         "imglife.yaml:5:22: sync.platforms[1]: expected a string, got a list",
     ]
+
+
+def test_dockerhub_api_url_defaults_to_hub_and_must_be_an_http_url(tmp_path: Path) -> None:
+    assert load(tmp_path, GITLAB_REGISTRY).sync.dockerhub_api_url == "https://hub.docker.com"
+    mirror = load(
+        tmp_path, GITLAB_REGISTRY + "sync:\n  dockerhub_api_url: http://hub-mirror.internal:8080/\n"
+    )
+    assert mirror.sync.dockerhub_api_url == "http://hub-mirror.internal:8080"  # trailing slash dropped
+
+    assert problems(tmp_path, GITLAB_REGISTRY + "sync:\n  dockerhub_api_url: hub.docker.com\n") == [
+        "imglife.yaml:5:3: sync.dockerhub_api_url: must be an http:// or https:// URL (got 'hub.docker.com')"
+    ]
+    assert problems(
+        tmp_path, GITLAB_REGISTRY + "sync:\n  dockerhub_api_url: https://u:p@hub.docker.com\n"
+    ) == [f"imglife.yaml:5:3: sync.dockerhub_api_url: {MSG_CREDENTIALS_IN_URL}"]
 
 
 # --- hooks and durations ----------------------------------------------------------------------------

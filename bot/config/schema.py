@@ -74,6 +74,8 @@ DEFAULT_MAX_AGE_DAYS = 30
 DEFAULT_ARCHIVE_KEEP_DAYS = 90
 DEFAULT_EOL_DATA_FILE = "eol-data.yaml"
 DEFAULT_ENDOFLIFE_URL = "https://endoflife.date"
+# Docker Hub's own API (not the registry): tags with their dates in one listing.
+DEFAULT_DOCKERHUB_API_URL = "https://hub.docker.com"
 DEFAULT_BOT_HOST = "0.0.0.0"  # noqa: S104 - the bot runs in a container behind a proxy or load balancer
 DEFAULT_BOT_PORT = 8080
 DEFAULT_BOT_WORKERS = 4
@@ -517,10 +519,15 @@ class SyncEntry(_Model):
 
 
 class SyncConfig(_Model):
-    """Mirrors; ``platforms`` is the default platform filter (``None``: every platform)."""
+    """Mirrors; ``platforms`` is the default platform filter (``None``: every platform).
+
+    ``dockerhub_api_url`` (this project's addition) is the base URL of Docker Hub's API, which
+    lists a ``docker.io`` source's tags with their dates; a mirror or a test server may stand in.
+    """
 
     platforms: Platforms | None = None
     hooks: SyncHooks = Field(default_factory=SyncHooks)
+    dockerhub_api_url: BaseUrl = DEFAULT_DOCKERHUB_API_URL
     entries: tuple[SyncEntry, ...] = ()
 
     def platforms_for(self, entry: SyncEntry) -> tuple[str, ...] | None:
