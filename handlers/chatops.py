@@ -10,6 +10,7 @@ edits the same reply.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -26,7 +27,7 @@ from bot.forges.api import PermissionUnknown
 from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
 from bot.versions import newest, parse_version
-from handlers.context import BotContext, base_images_config, read_repo_config
+from handlers.context import BotContext, Progress, base_images_config, read_repo_config
 from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
 from handlers.review import judge_bases, review_change
 from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
@@ -34,8 +35,10 @@ from handlers.tagpush import register_tag
 
 log = structlog.get_logger(__name__)
 
-# The commands this bot runs; sync and cleanup join when they are built.
-AVAILABLE: Final[tuple[CommandName, ...]] = ("help", "check", "status", "eol", "register")
+AVAILABLE: Final[tuple[CommandName, ...]] = ("help", "check", "status", "eol", "register", "sync", "cleanup")
+# A long sync or cleanup edits its reply as it goes, at most this often (forges rate-limit edits).
+PROGRESS_EDIT_SECONDS: Final = 5.0
+PROGRESS_LINES: Final = 15
 ROLE_LEVELS: Final[dict[Role, int]] = {
     "guest": 10,
     "reporter": 20,
@@ -75,6 +78,18 @@ MSG_NOT_IN_REGISTRY = "{images} not in the registry"
 MSG_CHECK_COMMENT = "The check of this merge request is in the imglife check comment; summary: {summary}."
 
 
+class ChatCommandFailed(ImglifeError):
+    """The command ran and failed in part; ``report`` (markdown) says what happened."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__("the command failed")
+        self.report = report
+
+
+async def _ignore(_line: str) -> None:
+    return None
+
+
 class Outcome(StrEnum):
     NO_COMMAND = "no_command"
     INVALID = "invalid"
@@ -98,10 +113,8 @@ def role_name(level: int, *, gitea: bool) -> str:
     return names.get(level, names[max(k for k in names if k <= level)] if level > 0 else names[0])
 
 
-def _validation_inputs(config: Config) -> tuple[list[str], list[str]]:
-    registries = [config.build.registry] if config.build else []
-    sync_sources = [name for entry in config.sync.entries for name in (entry.source, entry.target)]
-    return registries, sync_sources
+def _check_registries(config: Config) -> list[str]:
+    return [config.build.registry] if config.build else []
 
 
 async def _base_config(ctx: BotContext) -> Config | None:
@@ -155,7 +168,40 @@ async def _register(ctx: BotContext, request: ChatRequest, command: ChatCommand)
     return "\n".join([MSG_REGISTERED.format(images=images), "", *rows]) + "\n"
 
 
-async def _run(ctx: BotContext, request: ChatRequest, command: ChatCommand, bot_id: int) -> str:
+class _ProgressReply:
+    """Edits the command's reply with the latest progress lines, at most every PROGRESS_EDIT_SECONDS."""
+
+    def __init__(self, ctx: BotContext, thread: Thread, reply_id: int, header: str) -> None:
+        self._ctx, self._thread, self._reply_id, self._header = ctx, thread, reply_id, header
+        self._lines: list[str] = []
+        self._edited = time.monotonic()
+
+    async def __call__(self, line: str) -> None:
+        self._lines.append(line)
+        if time.monotonic() - self._edited < PROGRESS_EDIT_SECONDS:
+            return
+        self._edited = time.monotonic()
+        shown = "\n".join(f"- {md_text(item)}" for item in self._lines[-PROGRESS_LINES:])
+        body = f"{self._header}\n\n{shown}\n"
+        thread = self._thread
+        await self._ctx.forge.edit_comment(
+            thread.repo, thread.number, self._reply_id, body, change_request=thread.change_request
+        )
+
+
+async def _run(
+    ctx: BotContext, request: ChatRequest, command: ChatCommand, bot_id: int, progress: Progress
+) -> str:
+    if command.name == "sync":
+        summary = await ctx.mirror(only=command.sources, dry_run=command.dry_run, on_progress=progress)
+        if not summary.ok:
+            raise ChatCommandFailed(summary.markdown())
+        return summary.markdown()
+    if command.name == "cleanup":
+        cleaned = await ctx.purge(dry_run=command.dry_run, on_progress=progress)
+        if cleaned.failed:
+            raise ChatCommandFailed(cleaned.markdown())
+        return cleaned.markdown()
     if command.name == "help":
         return help_text(AVAILABLE) + "\n"
     if command.name == "check":
@@ -183,7 +229,9 @@ async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) 
     mark = reply_marker(request.comment_id)
     shown = md_code(line.raw[:80])
     base_config = await _base_config(ctx)
-    registries, sync_sources = _validation_inputs(base_config or ctx.config)
+    registries = _check_registries(base_config or ctx.config)
+    # sync runs the bot's own configuration, so its entries are the ones a comment may name.
+    sync_sources = [name for entry in ctx.config.sync.entries for name in (entry.source, entry.target)]
     command = validate(line, registries=registries, sync_sources=sync_sources, available=AVAILABLE)
     if isinstance(command, CommandError):
         body = MSG_INVALID.format(reason=command.message, help=help_text(AVAILABLE))
@@ -207,9 +255,15 @@ async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) 
     await ctx.forge.react(
         thread.repo, thread.number, request.comment_id, change_request=thread.change_request
     )
-    await upsert_comment(ctx.forge, thread, mark, MSG_WORKING.format(command=shown), bot_id=bot_id)
+    working = MSG_WORKING.format(command=shown)
+    reply_id = await upsert_comment(ctx.forge, thread, mark, working, bot_id=bot_id)
+    progress = _ProgressReply(ctx, thread, reply_id, f"{mark}\n{working}") if reply_id else _ignore
     try:
-        result = await _run(ctx, request, command, bot_id)
+        result = await _run(ctx, request, command, bot_id, progress)
+    except ChatCommandFailed as exc:
+        body = f"{MSG_DONE_HEADER.format(command=shown)}\n\n{exc.report}"
+        await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)
+        return Outcome.FAILED
     except ImglifeError as exc:
         body = MSG_FAILED.format(command=shown, reason=md_text(redact_text(str(exc))))
         await upsert_comment(ctx.forge, thread, mark, body, bot_id=bot_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,14 +21,33 @@ from bot.oci.sansio import Descriptor
 from bot.records import RecordStore
 from bot.repoconfig import REPO_CONFIG_NAME, RepoConfig, parse_repo_config
 from handlers import sources
+from handlers.cleanup import CleanupSummary
 from handlers.inspect import ImageSource
 from handlers.sources import CONFIG_DOCUMENT, Fetch
+from handlers.sync import SyncSummary
 
 # Where .imglife.yml is read from when a payload does not name the default branch.
 FALLBACK_REF = "HEAD"
 MAX_CACHED_REPO_CONFIGS = 512
 # Parsed .imglife.yml by (project, content): the same file is read for every merge request.
 _repo_configs: dict[tuple[str, bytes], RepoConfig] = {}
+
+
+Progress = Callable[[str], Awaitable[None]]
+
+
+class Mirror(Protocol):
+    """``imglife sync`` for the bot: all entries, or those ``only`` names."""
+
+    async def __call__(
+        self, *, only: Collection[str], dry_run: bool, on_progress: Progress
+    ) -> SyncSummary: ...
+
+
+class Purge(Protocol):
+    """``imglife cleanup`` for the bot (never ``--force``: the safety guard stays on)."""
+
+    async def __call__(self, *, dry_run: bool, on_progress: Progress) -> CleanupSummary: ...
 
 
 class Images(ImageSource, Protocol):
@@ -49,6 +68,8 @@ class BotContext:
     fetch: Fetch
     critical_days: int
     now: Callable[[], dt.datetime]
+    mirror: Mirror
+    purge: Purge
 
 
 async def base_images_config(ctx: BotContext) -> Config:

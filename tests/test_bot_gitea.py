@@ -10,7 +10,6 @@ commenter have?" only for repository admins (one test shows what happens with me
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,17 +100,18 @@ def make_world(
             collaborators={BOT: bot_permission, "rita": "read", "dev": "write"},
             private=True,
         )
-        image_repo = f"{registry.host}/apps/app-{secrets.token_hex(4)}"
+        names = AppWorld.names(registry)
+        image_repo = names["image_repo"]
         settings = f"images:\n  - {image_repo}\ncheck:\n  strict: {str(strict).lower()}\n"
         fake.add_file(OWNER, REPO, "main", ".imglife.yml", settings)
         forge_block = f"  gitea: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
-        config = bot_config(tmp_path, registry, forge_block)
+        config = bot_config(tmp_path, registry, names, forge_block)
         environ = {"IMGLIFE_GITEA_WEBHOOK_SECRET": GITEA_SECRET, "GITEA_TOKEN": BOT_TOKEN}
         with run_bot(config, environ, log_dir=tmp_path) as bot:
             yield World(
                 registry=registry,
-                image_repo=image_repo,
                 records=tmp_path / "records",
+                **names,
                 fake=fake,
                 bot=bot,
                 repo_id=repo.id,

@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import DEVELOPER, GUEST, REPORTER, FakeGitLab, GitLabToken
+from bot.oci.sansio import MANIFEST_ACCEPT
+from tests.fakes import DEVELOPER, GUEST, MAINTAINER, REPORTER, FakeGitLab, GitLabToken
 from tests.helpers.bot import GITLAB_SECRET, MARKER, AppWorld, RunningBot, bot_config, fixture, run_bot, sha
+from tests.helpers.images import build_image
 from tests.helpers.lifecycle import ALPINE_EOL, ALPINE_LATEST, ALPINE_OLD_CORE
+from tests.helpers.skopeo import push_image
 
 BOT_TOKEN = "glpat-imglife-bot-e2e"
 PROJECT = "team/app"
@@ -58,6 +61,7 @@ def make_world(
     register_wait: str = "20s",
     strict: bool = False,
     config_repo: str | None = None,
+    names: dict[str, str] | None = None,
 ) -> Iterator[World]:
     fake = FakeGitLab(tokens={BOT_TOKEN: GitLabToken("imglife-bot")})
     with fake:
@@ -65,12 +69,14 @@ def make_world(
             PROJECT, members={"imglife-bot": DEVELOPER, "rita": REPORTER, "dev": DEVELOPER, "gus": GUEST}
         )
         bot_user = fake.add_user("imglife-bot", bot=True)
-        image_repo = f"{registry.host}/apps/app-{secrets.token_hex(4)}"
+        names = names or AppWorld.names(registry)
+        image_repo = names["image_repo"]
         settings = f"images:\n  - {image_repo}\ncheck:\n  strict: {str(strict).lower()}\n"
         fake.add_file(PROJECT, "main", ".imglife.yml", settings)
         config = bot_config(
             tmp_path,
             registry,
+            names,
             f"  gitlab: {{url: '{fake.url}'}}\n  register_wait: {register_wait}\n  workers: 4\n"
             + (f"  config_repo: {config_repo}\n" if config_repo else ""),
         )
@@ -78,8 +84,10 @@ def make_world(
         with run_bot(config, environ, log_dir=tmp_path) as bot:
             yield World(
                 registry=registry,
-                image_repo=image_repo,
                 records=tmp_path / "records",
+                image_repo=image_repo,
+                upstream=names["upstream"],
+                mirrors=names["mirrors"],
                 fake=fake,
                 bot=bot,
                 project_id=project.id,
@@ -395,7 +403,7 @@ def test_commands_in_code_or_quotes_and_edited_comments_run_nothing(world: World
         ("/imglife check evil.example.net/bases/alpine:3.22", "not one of the registries"),
         ("/imglife check http://169.254.169.254/latest/meta-data", "looks like a URL"),
         ("/imglife frobnicate", "unknown command"),
-        ("/imglife sync", "unknown command"),  # not built yet: no placeholder
+        ("/imglife sync docker.io/library/ubuntu", "not the source or target of a configured sync entry"),
     ],
 )
 def test_hostile_or_unknown_commands_get_a_polite_refusal_with_help(
@@ -407,7 +415,7 @@ def test_hostile_or_unknown_commands_get_a_polite_refusal_with_help(
     (reply,) = world.bot_notes("issues", 12)
     assert reason in reply.body
     assert "**imglife commands**" in reply.body
-    assert "/imglife sync" not in reply.body  # help lists only the commands that run
+    assert "`/imglife sync [--dry-run] [SOURCE...]`" in reply.body
 
 
 def test_check_command_in_a_merge_request_updates_the_check_comment(world: World) -> None:
@@ -518,3 +526,95 @@ def test_pushes_to_other_branches_or_repositories_do_not_reload(tmp_path: Path, 
         for payload in (other_branch, other_repo):
             answer = w.bot.deliver_gitlab(payload)
             assert (answer.status_code, answer.text.strip()) == (202, "ignored")
+
+
+# --- sync and cleanup -----------------------------------------------------------------------------
+
+
+def push_upstream(w: World, name: str, tag: str) -> str:
+    """Put an upstream image at ``w.upstream/name:tag``; returns its manifest digest."""
+    image = build_image(nonce=secrets.token_hex(4))
+    return push_image(w.registry, f"{w.upstream.split('/', 1)[1]}/{name}:{tag}", image, w.registry.creds)
+
+
+def mirrored_digest(w: World, name: str, tag: str) -> str | None:
+    with w.registry.client() as client:
+        answer = client.head(
+            f"/v2/{w.mirrors.split('/', 1)[1]}/{name}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}
+        )
+    return answer.headers.get("docker-content-digest") if answer.status_code == 200 else None
+
+
+def test_sync_is_refused_to_a_developer_and_run_for_a_maintainer(world: World) -> None:
+    world.fake.set_member(PROJECT, "mia", MAINTAINER)
+    digest = push_upstream(world, "golang", "1.23.4")
+    world.fake.add_issue(PROJECT, 30)
+    command = f"/imglife sync {world.mirrors}/golang"
+    world.bot.deliver_gitlab(note(world, command, author="dev", iid=30, on_mr=False))
+    assert world.bot.wait_for_jobs("chatops", 1) == {"refused": 1}
+    assert "needs the maintainer role" in world.bot_notes("issues", 30)[0].body
+    assert mirrored_digest(world, "golang", "1.23.4") is None
+
+    world.bot.deliver_gitlab(note(world, command, author="mia", iid=30, on_mr=False))
+    assert world.bot.wait_for_jobs("chatops", 2, timeout=60) == {"refused": 1, "done": 1}
+    assert mirrored_digest(world, "golang", "1.23.4") == digest
+    reply = world.bot_notes("issues", 30)[1].body
+    assert "1 copied, 0 skipped, 0 failed" in reply
+    assert f"`{world.upstream}/golang`" in reply
+
+
+def test_cleanup_by_a_maintainer_reports_what_it_would_delete(tmp_path: Path, anon_registry: Any) -> None:
+    names = AppWorld.names(anon_registry)
+    bases = names["bases"] = names["mirrors"].replace("/mirrors-", "/bases-")
+    repo = f"{bases.split('/', 1)[1]}/alpine"
+    latest, old = "3.22.1-core1.2.0", "3.18.0-core1.0.0"
+    push_image(anon_registry, f"{repo}:{latest}", build_image(nonce=secrets.token_hex(4)), None)
+    old_image = build_image(nonce=secrets.token_hex(4), created="2020-01-01T00:00:00Z")
+    push_image(anon_registry, f"{repo}:{old}", old_image, None)
+    with make_world(tmp_path, anon_registry, names=names) as w:
+        w.fake.set_member(PROJECT, "mia", MAINTAINER)
+        w.fake.add_issue(PROJECT, 31)
+        w.bot.deliver_gitlab(note(w, "/imglife cleanup --dry-run", author="mia", iid=31, on_mr=False))
+        assert w.bot.wait_for_jobs("chatops", 1, timeout=60) == {"done": 1}
+        reply = w.bot_notes("issues", 31)[0].body
+        assert "\\[dry-run\\] Cleanup Summary" in reply
+        assert "| Would delete | 1 |" in reply
+        assert f"`{bases}/alpine:{old}`" in reply  # older than max_age_days, and not the latest
+        assert latest not in reply
+        with anon_registry.client() as client:  # a dry run deletes nothing
+            answer = client.head(f"/v2/{repo}/manifests/{old}", headers={"Accept": MANIFEST_ACCEPT})
+        assert answer.status_code == 200
+
+
+def test_cleanup_of_an_unreachable_registry_says_why(world: World) -> None:
+    world.fake.set_member(PROJECT, "mia", MAINTAINER)
+    world.fake.add_issue(PROJECT, 32)
+    world.bot.deliver_gitlab(note(world, "/imglife cleanup", author="mia", iid=32, on_mr=False))
+    assert world.bot.wait_for_jobs("chatops", 1, timeout=60) == {"failed": 1}
+    reply = world.bot_notes("issues", 32)[0].body
+    assert "cannot reach registry registry.example.com" in reply
+
+
+def test_a_push_to_the_config_repository_syncs_the_mirrors_with_a_status(
+    tmp_path: Path, anon_registry: Any
+) -> None:
+    with make_world(tmp_path, anon_registry, config_repo=CONFIG_REPO) as w:
+        config_project = w.fake.add_project(CONFIG_REPO, members={"imglife-bot": DEVELOPER})
+        digests = {
+            "alpine": push_upstream(w, "alpine", "3.22.1"),
+            "node": push_upstream(w, "node", "22.11.0"),
+            "golang": push_upstream(w, "golang", "1.23.4"),
+        }
+        w.fake.add_file(CONFIG_REPO, sha(60), "imglife.yaml", (tmp_path / "imglife.yaml").read_text())
+        w.bot.deliver_gitlab(push_to_config_repo(w, sha(60), config_project.id))
+        assert w.bot.wait_for_jobs("sync", 1, timeout=60) == {"synced": 1}
+        assert mirrored_digest(w, "alpine", "3.22.1") == digests["alpine"]
+        assert mirrored_digest(w, "node", "22.11.0") == digests["node"]
+        assert mirrored_digest(w, "golang", "1.23.4") == digests["golang"]
+        statuses = [
+            s
+            for s in w.fake.statuses(config_project.id, sha(60))
+            if s.name == "imglife/sync" and not s.retried
+        ]
+        assert [s.status for s in statuses] == ["success"]
+        assert (statuses[0].description or "").startswith("3 entries, tags: 3 copied, 0 skipped, 0 failed")

@@ -25,6 +25,7 @@ from bot.server.runtime import BotRuntime
 from bot.server.waits import Waits
 from handlers.chatops import ChatRequest, answer_comment
 from handlers.context import BotContext, read_bot_config
+from handlers.mirrors import sync_on_push
 from handlers.reports import Thread
 from handlers.review import review_change
 from handlers.tagpush import register_tag
@@ -80,8 +81,12 @@ class Router:
             answer = partial(self._chatops, request)
             return [self._work(f"{repo}:{kind}:{event.number}", event, "chatops", answer)]
         if event.kind is EventKind.PUSH and event.sha and self._is_config_push(event):
+            # Same key: the mirrors are synced with the configuration just reloaded.
             return [
-                self._work(f"{repo}:config", event, "reload", partial(self._reload, event.repo, event.sha))
+                self._work(f"{repo}:config", event, "reload", partial(self._reload, event.repo, event.sha)),
+                self._work(
+                    f"{repo}:config", event, "sync", partial(self._sync, event.repo, event.sha, event.ref)
+                ),
             ]
         return []
 
@@ -174,6 +179,9 @@ class Router:
         if request.actor.id == bot_id:
             return "own_comment"
         return str(await answer_comment(ctx, request, bot_id=bot_id))
+
+    async def _sync(self, repo: Repo, sha: str, ref: str | None, ctx: BotContext) -> str:
+        return await sync_on_push(ctx, repo, sha, ref=ref)
 
     async def _reload(self, repo: Repo, sha: str, ctx: BotContext) -> str:
         config = await read_bot_config(ctx.forge, repo, sha, base_dir=self._config_dir)

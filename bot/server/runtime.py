@@ -8,7 +8,7 @@ Clients built for a replaced configuration are closed at shutdown, not while a j
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +16,13 @@ from bot.config import Config
 from bot.events import Forge as ForgeKind
 from bot.forges.api import Forge
 from bot.oci.client import RegistryClient
+from bot.oci.copy import ImageCopier
+from bot.oci.hub import DockerHubTags
 from bot.records import RecordStore
 from bot.wiring import UrlFetcher, forge_client, record_store, registry_client
-from handlers.context import BotContext
+from handlers.cleanup import CleanupSummary, cleanup_registry
+from handlers.context import BotContext, Progress
+from handlers.sync import SyncSummary, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "serve"
 
@@ -29,6 +33,39 @@ class _Services:
     store: RecordStore
     images: RegistryClient
     fetch: UrlFetcher
+    hub: DockerHubTags
+    parallelism: int
+    environ: Mapping[str, str]
+
+    async def mirror(self, *, only: Collection[str], dry_run: bool, on_progress: Progress) -> SyncSummary:
+        return await sync_mirrors(
+            self.config,
+            client=self.images,
+            copier=ImageCopier(self.images, parallelism=self.parallelism),
+            hub=self.hub,
+            only=only,
+            dry_run=dry_run,
+            on_progress=on_progress,
+            parallelism=self.parallelism,
+            environ=self.environ,
+        )
+
+    async def purge(self, *, dry_run: bool, on_progress: Progress) -> CleanupSummary:
+        return await cleanup_registry(
+            self.config,
+            client=self.images,
+            copier=ImageCopier(self.images, parallelism=self.parallelism),
+            store=self.store,
+            now=dt.datetime.now(dt.UTC),
+            dry_run=dry_run,
+            on_progress=on_progress,
+        )
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+        await self.images.aclose()
+        await self.fetch.aclose()
+        await self.hub.aclose()
 
 
 class BotRuntime:
@@ -38,6 +75,7 @@ class BotRuntime:
         self._path = config_path
         self._environ = environ
         self._critical_days = critical_days
+        self._parallelism = sync_parallelism(environ)  # a bad value stops the start (exit 2)
         self.forges: dict[ForgeKind, Forge] = {}
         for kind in ForgeKind:
             client = forge_client(config, environ, kind)
@@ -56,6 +94,9 @@ class BotRuntime:
             record_store(config, self._environ, COMMAND_NAME),
             registry_client(config, self._environ, COMMAND_NAME),
             UrlFetcher(config, self._environ),
+            DockerHubTags(config.sync.dockerhub_api_url),
+            self._parallelism,
+            self._environ,
         )
 
     def replace_config(self, config: Config) -> None:
@@ -86,12 +127,12 @@ class BotRuntime:
             fetch=services.fetch,
             critical_days=self._critical_days,
             now=lambda: dt.datetime.now(dt.UTC),
+            mirror=services.mirror,
+            purge=services.purge,
         )
 
     async def aclose(self) -> None:
         for services in [*self._retired, self._services]:
-            await services.store.aclose()
-            await services.images.aclose()
-            await services.fetch.aclose()
+            await services.aclose()
         for client in self.forges.values():
             await client.aclose()

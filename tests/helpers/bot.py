@@ -26,7 +26,7 @@ from urllib.parse import quote_plus
 import httpx
 
 from tests.helpers.images import build_image
-from tests.helpers.lifecycle import ALPINE_LATEST, write_project
+from tests.helpers.lifecycle import ALPINE_LATEST, REGISTRY, write_project
 from tests.helpers.procs import ManagedProcess, free_port, wait_until
 from tests.helpers.skopeo import push_image
 
@@ -62,6 +62,19 @@ class AppWorld:
     registry: Any
     image_repo: str  # host/apps/app-xxxx: what .imglife.yml lists
     records: Path
+    upstream: str  # host/up-xxxx: where the sync entries' sources are
+    mirrors: str  # host/mirrors-xxxx: where they are mirrored to
+
+    @classmethod
+    def names(cls, registry: Any) -> dict[str, str]:
+        """Repository names no other test uses on the shared registry."""
+        nonce = secrets.token_hex(4)
+        host = registry.host
+        return {
+            "image_repo": f"{host}/apps/app-{nonce}",
+            "upstream": f"{host}/up-{nonce}",
+            "mirrors": f"{host}/mirrors-{nonce}",
+        }
 
     def push_app_image(self, tag: str, base: str = ALPINE_LATEST) -> None:
         image = build_image(labels={BASE_LABEL: base}, nonce=secrets.token_hex(4))
@@ -71,10 +84,20 @@ class AppWorld:
         return [json.loads(p.read_text()) for p in sorted(self.records.rglob("*.json"))]
 
 
-def bot_config(tmp_path: Path, registry: Any, forge_block: str) -> Path:
-    """A base-images imglife.yaml with a local record store, plus ``forge_block`` under ``bot:``."""
+def bot_config(tmp_path: Path, registry: Any, names: dict[str, str], forge_block: str) -> Path:
+    """A base-images imglife.yaml with a local record store, plus ``forge_block`` under ``bot:``.
+
+    Its sync entries mirror ``names["upstream"]`` into ``names["mirrors"]`` on ``registry``; the
+    base images are on ``names["bases"]`` when given, else on the unreachable example registry.
+    """
     store = f"registry:\n  provider: local\n  path: records\n  insecure_registries: ['{registry.host}']\n"
-    config = write_project(tmp_path, registry=store)
+    config = write_project(
+        tmp_path,
+        registry=store,
+        upstream=names["upstream"],
+        mirrors=names["mirrors"],
+        bases=names.get("bases", f"{REGISTRY}/bases"),
+    )
     config.write_text(config.read_text() + "bot:\n" + forge_block)
     return config
 

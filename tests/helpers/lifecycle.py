@@ -21,33 +21,44 @@ NODE_LATEST = f"{NODE}:22.11.0-core1.2.0"  # nodejs 22: eol false
 GOLANG_LATEST = f"{GOLANG}:1.23.4-core1.2.0"  # go 1.23: eol true (no date)
 
 
-def base_images_config(eol_file: str = "eol-data.yaml", *, registry: str | None = None) -> str:
-    """An imglife.yaml of a base-images project: build, sync with lifecycles, lifecycle."""
+def base_images_config(
+    eol_file: str = "eol-data.yaml",
+    *,
+    registry: str | None = None,
+    upstream: str = "docker.io/library",
+    mirrors: str = f"{REGISTRY}/mirrors",
+    bases: str = f"{REGISTRY}/bases",
+) -> str:
+    """An imglife.yaml of a base-images project: build, sync with lifecycles, lifecycle.
+
+    ``upstream``, ``mirrors`` and ``bases`` place the sync sources, targets and the base images
+    (a test that really syncs or cleans up points them at a local registry).
+    """
     return (
         (registry or "registry:\n  provider: local\n  path: records\n")
         + f"""
 sync:
   entries:
-    - source: docker.io/library/alpine
+    - source: {upstream}/alpine
       tag_regex: '^3\\.\\d+\\.\\d+$'
-      target: {REGISTRY}/mirrors/alpine
+      target: {mirrors}/alpine
       lifecycle: {{product: alpine, track: minor}}
-    - source: docker.io/library/node
+    - source: {upstream}/node
       tag_regex: '^22\\.\\d+\\.\\d+$'
-      target: {REGISTRY}/mirrors/node
+      target: {mirrors}/node
       lifecycle: {{product: nodejs, extract: major}}
-    - source: docker.io/library/golang
+    - source: {upstream}/golang
       tag: "1.23.4"
-      target: {REGISTRY}/mirrors/golang
+      target: {mirrors}/golang
       lifecycle: {{product: go, track: minor}}
 build:
   core_version: "1.2.0"
-  registry: {REGISTRY}/bases
+  registry: {bases}
   images:
-    - {{name: alpine, type: core, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
-    - {{name: node, type: spe, mirror_image: {REGISTRY}/mirrors/node, version: "22.11.0"}}
-    - {{name: golang, type: core, mirror_image: {REGISTRY}/mirrors/golang, version: "1.23.4"}}
-    - {{name: alpine-dev, type: spe-dev, mirror_image: {REGISTRY}/mirrors/alpine, version: "3.22.1"}}
+    - {{name: alpine, type: core, mirror_image: {mirrors}/alpine, version: "3.22.1"}}
+    - {{name: node, type: spe, mirror_image: {mirrors}/node, version: "22.11.0"}}
+    - {{name: golang, type: core, mirror_image: {mirrors}/golang, version: "1.23.4"}}
+    - {{name: alpine-dev, type: spe-dev, mirror_image: {mirrors}/alpine, version: "3.22.1"}}
 lifecycle:
   eol_provider: endoflife
   eol_data_file: {eol_file}
@@ -70,11 +81,19 @@ def eol_data(today: dt.date) -> dict[str, list[dict[str, object]]]:
     }
 
 
-def write_project(directory: Path, today: dt.date | None = None, *, registry: str | None = None) -> Path:
+def write_project(
+    directory: Path,
+    today: dt.date | None = None,
+    *,
+    registry: str | None = None,
+    upstream: str = "docker.io/library",
+    mirrors: str = f"{REGISTRY}/mirrors",
+    bases: str = f"{REGISTRY}/bases",
+) -> Path:
     """Write imglife.yaml and eol-data.yaml into ``directory``; return the config path."""
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "imglife.yaml"
-    config.write_text(base_images_config(registry=registry))
+    config.write_text(base_images_config(registry=registry, upstream=upstream, mirrors=mirrors, bases=bases))
     (directory / "eol-data.yaml").write_text(
         yaml.safe_dump(eol_data(today or dt.datetime.now(dt.UTC).date()), sort_keys=False)
     )
