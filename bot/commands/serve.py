@@ -63,11 +63,17 @@ async def _run(invocation: Invocation) -> int:
         max_body_bytes=config.bot.max_body_bytes,
         drain_seconds=DRAIN_SECONDS,
     )
-    runtime = BotRuntime(config, path, invocation.environ, critical_days=critical_days(invocation.environ))
     in_flight = InFlight()
     queue = JobQueue(workers=config.bot.workers, idle=in_flight.idle)
     waits = Waits(queue)
     metrics = Metrics.create()
+    runtime = BotRuntime(
+        config,
+        path,
+        invocation.environ,
+        critical_days=critical_days(invocation.environ),
+        on_bytes=metrics.bytes_synced.inc,
+    )
     router = Router(runtime, waits, metrics, config_dir=path.parent)
     app = build_app(settings, dispatch=router.dispatch, queue=queue, metrics=metrics, in_flight=in_flight)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

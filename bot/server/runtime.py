@@ -8,7 +8,7 @@ Clients built for a replaced configuration are closed at shutdown, not while a j
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,12 +36,13 @@ class _Services:
     hub: DockerHubTags
     parallelism: int
     environ: Mapping[str, str]
+    on_bytes: Callable[[int], None]  # the bytes-synced metric
 
     async def mirror(self, *, only: Collection[str], dry_run: bool, on_progress: Progress) -> SyncSummary:
         return await sync_mirrors(
             self.config,
             client=self.images,
-            copier=ImageCopier(self.images, parallelism=self.parallelism),
+            copier=ImageCopier(self.images, parallelism=self.parallelism, on_bytes=self.on_bytes),
             hub=self.hub,
             only=only,
             dry_run=dry_run,
@@ -54,7 +55,7 @@ class _Services:
         return await cleanup_registry(
             self.config,
             client=self.images,
-            copier=ImageCopier(self.images, parallelism=self.parallelism),
+            copier=ImageCopier(self.images, parallelism=self.parallelism, on_bytes=self.on_bytes),
             store=self.store,
             now=dt.datetime.now(dt.UTC),
             dry_run=dry_run,
@@ -70,11 +71,18 @@ class _Services:
 
 class BotRuntime:
     def __init__(
-        self, config: Config, config_path: Path, environ: Mapping[str, str], *, critical_days: int
+        self,
+        config: Config,
+        config_path: Path,
+        environ: Mapping[str, str],
+        *,
+        critical_days: int,
+        on_bytes: Callable[[int], None] = lambda _count: None,
     ) -> None:
         self._path = config_path
         self._environ = environ
         self._critical_days = critical_days
+        self._on_bytes = on_bytes
         self._parallelism = sync_parallelism(environ)  # a bad value stops the start (exit 2)
         self.forges: dict[ForgeKind, Forge] = {}
         for kind in ForgeKind:
@@ -97,6 +105,7 @@ class BotRuntime:
             DockerHubTags(config.sync.dockerhub_api_url),
             self._parallelism,
             self._environ,
+            self._on_bytes,
         )
 
     def replace_config(self, config: Config) -> None:
