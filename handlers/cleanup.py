@@ -22,7 +22,10 @@ Docker Hub do not offer the catalog to ordinary users anyway.
    - a build record's ``base`` names it (by tag, or by digest);
    - it is the ``mirror_tag`` of a declared base image, in that image's ``mirror_image``;
    - it is the latest tag of a declared base image (``build.tag_format``). Upstream is silent
-     on this one; it is ours: a base image without its latest tag breaks every new build.
+     on this one; it is ours: a base image without its latest tag breaks every new build;
+   - in a mirror, its sync entry still selects it (the fixed ``tag``, or among the ``keep_last``
+     newest tags its ``tag_regex`` matches). Ours too: otherwise every cleanup deletes mirrored
+     tags older than ``max_age_days`` and every sync copies them back.
    Protected tags keep their position (they are real tags, usually among the newest).
 6. Other candidates are deleted, or archived when ``retention.archive.enabled``.
 
@@ -103,6 +106,7 @@ from bot.records import BuildRecord, RecordScan, RecordStore, format_timestamp, 
 from bot.versions import version_sort_key
 from handlers.inspect import describe_image
 from handlers.status import md_code, md_text
+from handlers.sync import keep_newest, match_tags
 
 DESCRIBE_CONCURRENCY = 8
 REPOSITORY_CONCURRENCY = 4
@@ -139,6 +143,7 @@ MSG_GUARD_FORCED = "safety guard overridden by --force: {problem}"
 MSG_NO_REPOSITORY = "{repository} does not exist in its registry: nothing to clean"
 MSG_LATEST = "latest tag of base image {name}"
 MSG_MIRROR_USE = "mirror_tag of base image {name}"
+MSG_SYNC_SELECTED = "still selected by the sync entry of {source}"
 MSG_RECORD_USE = "used by build record {image}"
 MSG_RECORD_USE_MORE = "used by build record {image} and {more} more"
 MSG_EXCLUDED = "in retention.exclude_tags"
@@ -332,6 +337,16 @@ def order_tags(facts: Iterable[TagFacts]) -> list[TagFacts]:
 
 def _days(now: dt.datetime, created: dt.datetime) -> int:
     return (now - created) // dt.timedelta(days=1)
+
+
+def _protect_synced(config: Config, repository: str, tags: Sequence[str], protected: Protections) -> None:
+    """Keep the mirror tags their sync entry still selects: deleting them only makes the next sync
+    copy them again (mirrored images are often older than ``max_age_days`` on the day they land)."""
+    for entry in config.sync.entries:
+        if parse_repository(entry.target).name != repository:
+            continue
+        for tag in keep_newest(match_tags(tags, entry), entry.keep_last):
+            protected.fixed.setdefault((repository, tag), MSG_SYNC_SELECTED.format(source=entry.source))
 
 
 def decide(
@@ -650,6 +665,7 @@ async def plan_cleanup(
         source = _CachingSource(client)
         examined = await asyncio.gather(*(examine(source, repository.ref, t) for t in tags))
         found = [f for f in examined if f is not None]
+        _protect_synced(config, repository.name, [f.tag for f in found], protected)
         plan.decisions = decide(
             repository.name, found, retention=config.retention, now=now, protected=protected
         )

@@ -97,6 +97,7 @@ class Setup:
     def write_config(
         self,
         *,
+        sync_keep_last: int = 1,
         keep_last: int = 2,
         max_age_days: int = 30,
         exclude: tuple[str, ...] = ("stable",),
@@ -117,7 +118,9 @@ class Setup:
             )
         lines += (
             "sync:\n  entries:\n"
-            f"    - {{source: docker.io/library/alpine, target: {host}/{self.mirror}, tag_regex: '^3\\.'}}\n"
+            # keep_last 1: sync still wants only the newest 3.x, so the others follow retention.
+            f"    - {{source: docker.io/library/alpine, target: {host}/{self.mirror}, tag_regex: '^3\\.', "
+            f"keep_last: {sync_keep_last}}}\n"
             f"retention:\n  keep_last: {keep_last}\n  max_age_days: {max_age_days}\n"
             f"  exclude_tags: [{', '.join(exclude)}]\n"
         )
@@ -297,6 +300,20 @@ def test_list_prints_every_tag_with_its_fate_and_changes_nothing(setup):
     assert "Cleanup Summary" not in out
     assert asyncio.run(tags_of(setup, setup.base)) == ["3.20.0-core1.0", LATEST]
     assert asyncio.run(tags_of(setup, setup.mirror)) == ["3.17.0", "3.21.3"]
+
+
+def test_mirror_tags_their_sync_entry_still_selects_are_kept(setup):
+    now = dt.datetime.now(dt.UTC)
+    mirror = {"3.21.3": image(5, now=now), "3.20.6": image(200, now=now), "3.19.7": image(300, now=now)}
+    asyncio.run(push_tags(setup, setup.mirror, {**mirror, "2.9.0": image(400, now=now)}))
+    setup.write_config(sync_keep_last=2)
+    code, out, err = cli(["cleanup"], setup.environ)
+    assert code == 0, err
+    # 3.21.3 and 3.20.6 are the two newest 3.x: sync would copy them straight back. 3.19.7 is
+    # beyond the entry's keep_last and 2.9.0 outside its tag_regex: retention decides.
+    assert asyncio.run(tags_of(setup, setup.mirror)) == ["3.20.6", "3.21.3"]
+    code, out, err = cli(["cleanup", "--list"], setup.environ)
+    assert "still selected by the sync entry of docker.io/library/alpine" in out
 
 
 def test_the_cli_prints_upstreams_summary_and_exits_0(setup):
