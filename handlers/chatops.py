@@ -27,10 +27,11 @@ from bot.forges.api import PermissionUnknown
 from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
 from bot.versions import newest, parse_version
-from handlers.context import BotContext, Progress, base_images_config, read_repo_config
+from handlers.context import BotContext, base_images_config, read_repo_config
 from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
 from handlers.review import judge_bases, review_change
 from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
+from handlers.sync import Progress
 from handlers.tagpush import register_tag
 
 log = structlog.get_logger(__name__)

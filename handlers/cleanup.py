@@ -106,7 +106,7 @@ from bot.records import BuildRecord, RecordScan, RecordStore, format_timestamp, 
 from bot.versions import version_sort_key
 from handlers.inspect import describe_image
 from handlers.status import md_code, md_text
-from handlers.sync import keep_newest, match_tags
+from handlers.sync import Progress, keep_newest, match_tags
 
 DESCRIBE_CONCURRENCY = 8
 REPOSITORY_CONCURRENCY = 4
@@ -168,8 +168,6 @@ MSG_LEDGER_BAD = "the archive ledger {ref} is not readable ({detail}); fix or de
 MSG_ACTION_FAILED = "{ref}: {action} failed: {error}"
 
 log = structlog.get_logger(__name__)
-
-Progress = Callable[[str], Awaitable[None]]
 
 
 class Action(StrEnum):

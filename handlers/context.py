@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -24,16 +24,13 @@ from handlers import sources
 from handlers.cleanup import CleanupSummary
 from handlers.inspect import ImageSource
 from handlers.sources import CONFIG_DOCUMENT, Fetch
-from handlers.sync import SyncSummary
+from handlers.sync import Progress, SyncSummary
 
 # Where .imglife.yml is read from when a payload does not name the default branch.
 FALLBACK_REF = "HEAD"
 MAX_CACHED_REPO_CONFIGS = 512
 # Parsed .imglife.yml by (project, content): the same file is read for every merge request.
 _repo_configs: dict[tuple[str, bytes], RepoConfig] = {}
-
-
-Progress = Callable[[str], Awaitable[None]]
 
 
 class Mirror(Protocol):

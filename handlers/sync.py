@@ -119,7 +119,7 @@ REASON_GONE = "deleted from the source after it was listed"
 
 log = structlog.get_logger(__name__)
 
-ProgressCallback = Callable[[str], Awaitable[None]]
+Progress = Callable[[str], Awaitable[None]]  # one line at a time: a terminal, a bot reply
 
 
 class TagStatus(StrEnum):
@@ -614,7 +614,7 @@ class _Context:
     copier: Copier
     limiter: asyncio.Semaphore
     dry_run: bool
-    on_progress: ProgressCallback | None
+    on_progress: Progress | None
 
 
 async def sync_mirrors(
@@ -625,7 +625,7 @@ async def sync_mirrors(
     hub: DockerHubTags | None,
     only: Collection[str] = (),
     dry_run: bool = False,
-    on_progress: ProgressCallback | None = None,
+    on_progress: Progress | None = None,
     parallelism: int = DEFAULT_SYNC_PARALLELISM,
     environ: Mapping[str, str] | None = None,
 ) -> SyncSummary:

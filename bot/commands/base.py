@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -47,6 +47,19 @@ class Invocation:
     def say(self, text: str = "") -> None:
         """A line for people, on stdout."""
         self.stdout.write(text + "\n")
+
+    def terminal_progress(self) -> Callable[[str], Awaitable[None]] | None:
+        """Progress lines on stderr when it is a terminal; None in CI logs, files and pipes."""
+        isatty = getattr(self.stderr, "isatty", None)
+        if isatty is None or not isatty():
+            return None
+        stream = self.stderr
+
+        async def show(line: str) -> None:
+            stream.write(f"imglife: {line}\n")
+            stream.flush()
+
+        return show
 
     def warn(self, text: str) -> None:
         """A problem worth a person's attention that does not stop the command, on stderr."""

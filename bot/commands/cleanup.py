@@ -11,11 +11,10 @@ from bot.commands.base import Command, Invocation
 from bot.errors import EXIT_FAILURE, EXIT_OK
 from bot.oci.copy import ImageCopier
 from bot.wiring import record_store, registry_client
-from handlers.cleanup import Progress, cleanup_registry, plan_cleanup
+from handlers.cleanup import cleanup_registry, plan_cleanup
 from handlers.sync import sync_parallelism
 
 COMMAND_NAME = "cleanup"
-PROGRESS_PREFIX = "imglife: cleanup: "
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,18 +38,6 @@ def use_color(environ: Mapping[str, str], stream: TextIO) -> bool:
     return stream.isatty()
 
 
-def _progress(invocation: Invocation) -> Progress | None:
-    """Progress lines on a terminal's stderr; nothing when stderr is a file or a pipe (CI logs)."""
-    if not invocation.stderr.isatty():
-        return None
-
-    async def say(message: str) -> None:
-        invocation.stderr.write(f"{PROGRESS_PREFIX}{message}\n")
-        invocation.stderr.flush()
-
-    return say
-
-
 async def _run(invocation: Invocation) -> int:
     args = invocation.args
     config = invocation.config()
@@ -67,7 +54,7 @@ async def _run(invocation: Invocation) -> int:
                 now=invocation.now(),
                 guard=False,
                 forced=args.force,
-                on_progress=_progress(invocation),
+                on_progress=invocation.terminal_progress(),
             )
             invocation.say(plan.listing())
             return EXIT_OK
@@ -79,7 +66,7 @@ async def _run(invocation: Invocation) -> int:
             now=invocation.now(),
             dry_run=args.dry_run,
             force=args.force,
-            on_progress=_progress(invocation),
+            on_progress=invocation.terminal_progress(),
         )
     invocation.say(summary.text(color=use_color(invocation.environ, invocation.stdout)))
     for warning in summary.warnings:

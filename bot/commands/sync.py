@@ -10,7 +10,7 @@ from bot.errors import EXIT_FAILURE, EXIT_OK
 from bot.oci.copy import ImageCopier
 from bot.oci.hub import DockerHubTags
 from bot.wiring import registry_client
-from handlers.sync import ProgressCallback, list_mirrors, render_list, sync_mirrors, sync_parallelism
+from handlers.sync import list_mirrors, render_list, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "sync"
 
@@ -48,26 +48,12 @@ async def _run(invocation: Invocation) -> int:
             hub=hub,
             only=args.sources,
             dry_run=args.dry_run,
-            on_progress=_terminal_progress(invocation),
+            on_progress=invocation.terminal_progress(),
             parallelism=parallelism,
             environ=invocation.environ,
         )
     invocation.stdout.write(summary.text())
     return EXIT_OK if summary.ok else EXIT_FAILURE
-
-
-def _terminal_progress(invocation: Invocation) -> ProgressCallback | None:
-    """One line per tag on stderr when it is a terminal; nothing in CI logs or pipes."""
-    isatty = getattr(invocation.stderr, "isatty", None)
-    if isatty is None or not isatty():
-        return None
-    stream = invocation.stderr
-
-    async def show(line: str) -> None:
-        stream.write(f"imglife: {line}\n")
-        stream.flush()
-
-    return show
 
 
 COMMAND = Command(

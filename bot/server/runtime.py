@@ -21,8 +21,8 @@ from bot.oci.hub import DockerHubTags
 from bot.records import RecordStore
 from bot.wiring import UrlFetcher, forge_client, record_store, registry_client
 from handlers.cleanup import CleanupSummary, cleanup_registry
-from handlers.context import BotContext, Progress
-from handlers.sync import SyncSummary, sync_mirrors, sync_parallelism
+from handlers.context import BotContext
+from handlers.sync import Progress, SyncSummary, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "serve"
 
