@@ -571,7 +571,7 @@ def test_start_failure_reports_the_log_tail(monkeypatch) -> None:
 
     real_write_config = registry_mod._write_config
 
-    def broken(directory, port, auth):
+    def broken(directory, port, auth, extra_config=None):
         path = real_write_config(directory, port, auth)
         path.write_text(path.read_text().replace('"filesystem"', '"nosuchdriver"'))
         return path
