@@ -14,9 +14,8 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import structlog
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -24,6 +23,9 @@ from yarl import URL
 from bot import __version__
 from bot.oci.sansio import parse_retry_after
 from bot.retry import RETRYABLE_STATUS, RetryPolicy
+
+if TYPE_CHECKING:
+    import aiohttp
 
 USER_AGENT = f"imglife/{__version__}"
 CONNECT_TIMEOUT = 10.0
@@ -78,7 +80,10 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        # Created on first use: an aiohttp session belongs to the running event loop.
+        # Created on first use: an aiohttp session belongs to the running event loop. aiohttp is
+        # imported here, not at the top: it is a third of every command's start-up otherwise.
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
@@ -103,6 +108,8 @@ class HttpClient:
         content: bytes | None = None,
     ) -> Response:
         """Send a request; the URL is used exactly as given (already percent-encoded)."""
+        import aiohttp
+
         session = self._open()
         target = URL(url, encoded=True)
         if params:
