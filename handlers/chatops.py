@@ -23,7 +23,7 @@ from bot.config import Command as CommandName
 from bot.config import Config, Role
 from bot.errors import ImglifeError
 from bot.events import Actor
-from bot.forges.api import PermissionUnknown
+from bot.forges.api import Forge, PermissionUnknown
 from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
 from bot.versions import newest, parse_version
@@ -169,11 +169,11 @@ async def _register(ctx: BotContext, request: ChatRequest, command: ChatCommand)
     return "\n".join([MSG_REGISTERED.format(images=images), "", *rows]) + "\n"
 
 
-class _ProgressReply:
+class ProgressReply:
     """Edits the command's reply with the latest progress lines, at most every PROGRESS_EDIT_SECONDS."""
 
-    def __init__(self, ctx: BotContext, thread: Thread, reply_id: int, header: str) -> None:
-        self._ctx, self._thread, self._reply_id, self._header = ctx, thread, reply_id, header
+    def __init__(self, forge: Forge, thread: Thread, reply_id: int, header: str) -> None:
+        self._forge, self._thread, self._reply_id, self._header = forge, thread, reply_id, header
         self._lines: list[str] = []
         self._edited = time.monotonic()
 
@@ -185,7 +185,7 @@ class _ProgressReply:
         shown = "\n".join(f"- {md_text(item)}" for item in self._lines[-PROGRESS_LINES:])
         body = f"{self._header}\n\n{shown}\n"
         thread = self._thread
-        await self._ctx.forge.edit_comment(
+        await self._forge.edit_comment(
             thread.repo, thread.number, self._reply_id, body, change_request=thread.change_request
         )
 
@@ -258,7 +258,7 @@ async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) 
     )
     working = MSG_WORKING.format(command=shown)
     reply_id = await upsert_comment(ctx.forge, thread, mark, working, bot_id=bot_id)
-    progress = _ProgressReply(ctx, thread, reply_id, f"{mark}\n{working}") if reply_id else _ignore
+    progress = ProgressReply(ctx.forge, thread, reply_id, f"{mark}\n{working}") if reply_id else _ignore
     try:
         result = await _run(ctx, request, command, bot_id, progress)
     except ChatCommandFailed as exc:

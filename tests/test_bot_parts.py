@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 
 from bot.basefind import FoundBase
-from bot.forges.api import Comment
+from bot.events import Forge, Repo
+from bot.forges.api import Comment, GitLabForge
 from bot.lifecycle.eoldata import EolStatus
 from bot.server.jobs import JobQueue
 from bot.server.router import describe_seconds
 from bot.server.waits import Waits
-from handlers.chatops import role_name
+from handlers import chatops
+from handlers.chatops import ProgressReply, role_name
 from handlers.check import CheckResult
-from handlers.reports import find_own_comment, marker, render_check_comment
+from handlers.reports import Thread, find_own_comment, marker, render_check_comment
+from tests.fakes.gitlab import FakeGitLab
 
 BOT = 99
 
@@ -104,3 +107,28 @@ def test_role_names_follow_the_forge() -> None:
 
 def test_waits_are_described_for_people() -> None:
     assert [describe_seconds(s) for s in (2, 59.6, 60, 90, 1800)] == ["2s", "1m", "1m", "1m30s", "30m"]
+
+
+async def test_a_long_command_edits_its_reply_with_progress_but_not_too_often(monkeypatch) -> None:
+    with FakeGitLab() as fake:
+        fake.add_token("bot-token", "imglife-bot")
+        project = fake.add_project("team/app", members={"imglife-bot": 40})
+        fake.add_issue(project.id, 3)
+        repo = Repo(Forge.GITLAB, str(project.id), "team/app", "main")
+        forge = GitLabForge(fake.url, "bot-token")
+        try:
+            reply = await forge.create_comment(repo, 3, "⏳ working", change_request=False)
+            thread = Thread(repo, 3, change_request=False)
+            monkeypatch.setattr(chatops, "PROGRESS_EDIT_SECONDS", 3600.0)
+            progress = ProgressReply(forge, thread, reply.id, "⏳ working")
+            await progress("copied alpine:3.21.3")
+            (note,) = fake.notes(project.id, "issues", 3)
+            assert note.body == "⏳ working"  # too soon: no edit, forges rate-limit them
+            monkeypatch.setattr(chatops, "PROGRESS_EDIT_SECONDS", 0.0)
+            await progress("copied node:@22 <b>")
+            (note,) = fake.notes(project.id, "issues", 3)
+            assert note.body.startswith("⏳ working\n\n- copied alpine:3.21.3\n- copied node:")
+            assert "@22" not in note.body  # no mention
+            assert "<b>" not in note.body  # escaped
+        finally:
+            await forge.aclose()
