@@ -76,7 +76,6 @@ MSG_NO_TAGS = "{image} has no version tag in the registry; name the tag: `/imgli
 MSG_NO_GIT_TAG = "there is no git tag {tag} in this project"
 MSG_REGISTERED = "✅ registered {images}"
 MSG_NOT_IN_REGISTRY = "{images} not in the registry"
-MSG_CHECK_COMMENT = "The check of this merge request is in the imglife check comment; summary: {summary}."
 
 
 class ChatCommandFailed(ImglifeError):
