@@ -98,8 +98,10 @@ async def read_repo_config(forge: Forge, repo: Repo) -> RepoConfig | None:
     return cached
 
 
-async def read_bot_config(forge: Forge, repo: Repo, sha: str, *, base_dir: Path) -> Config | None:
-    """The base-images ``imglife.yaml`` of ``bot.config_repo`` at ``sha``; None when the file is absent.
+async def read_bot_config(
+    forge: Forge, repo: Repo, sha: str, *, base_dir: Path
+) -> tuple[Config, bytes] | None:
+    """The base-images ``imglife.yaml`` of ``bot.config_repo`` at ``sha`` and its text; None when absent.
 
     Raises :class:`bot.errors.ConfigError` listing every problem of an invalid file.
     """
@@ -107,4 +109,7 @@ async def read_bot_config(forge: Forge, repo: Repo, sha: str, *, base_dir: Path)
     if raw is None:
         return None
     text = raw.decode("utf-8", errors="replace")
-    return await asyncio.to_thread(parse_config, text, f"{repo.path}:{CONFIG_DOCUMENT}@{sha[:12]}", base_dir)
+    config = await asyncio.to_thread(
+        parse_config, text, f"{repo.path}:{CONFIG_DOCUMENT}@{sha[:12]}", base_dir
+    )
+    return config, raw

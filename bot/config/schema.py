@@ -16,6 +16,7 @@ each at its own line; :func:`format_key_path` renders those paths.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
+from croniter import CroniterBadDateError, CroniterError, croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -142,6 +144,8 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
     ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
+# Where "does it ever fire" is asked from: a fixed instant, so validation does not depend on today.
+_CRON_PROBE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _CRON_ITEM_RE = re.compile(r"^(?:\*|(?P<lo>[0-9a-z]+)(?:-(?P<hi>[0-9a-z]+))?)(?:/(?P<step>[0-9]+))?$")
 
 MSG_CREDENTIALS_IN_URL = (
@@ -341,6 +345,13 @@ def _cron(value: str) -> str:
                     raise invalid(f"cron {label} field {text!r} in {value!r}: values go from {low} to {high}")
             if match["step"] is not None and int(match["step"]) < 1:
                 raise invalid(f"cron {label} field {text!r} in {value!r}: a step must be at least 1")
+    # The scheduler evaluates with croniter: whatever passes here must be something it can run.
+    try:
+        croniter(value, _CRON_PROBE).get_next(dt.datetime)
+    except CroniterBadDateError:
+        raise invalid(f"cron expression {value!r} never fires (no such date)") from None
+    except CroniterError as exc:
+        raise invalid(f"invalid cron expression {value!r}: {exc}") from None
     return value
 
 

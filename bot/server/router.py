@@ -17,11 +17,13 @@ from pathlib import Path
 import structlog
 
 from bot.chatops import first_command
+from bot.config.schema import ScheduledJob
 from bot.errors import ConfigError, ImglifeError
 from bot.events import ChangeAction, CommentAction, EventKind, ForgeEvent, Repo
 from bot.server.app import Work
 from bot.server.metrics import Metrics
 from bot.server.runtime import BotRuntime
+from bot.server.schedule import schedule_key
 from bot.server.waits import Waits
 from handlers.chatops import ChatRequest, answer_comment
 from handlers.context import BotContext, read_bot_config
@@ -111,22 +113,40 @@ class Router:
         return key, name, self._job(event, name, handler)
 
     def _job(self, event: ForgeEvent, name: str, handler: Handler) -> Callable[[], Awaitable[None]]:
+        fields: dict[str, object] = {
+            "delivery_id": event.delivery_id,
+            "forge": str(event.forge),
+            "project": event.repo.path,
+            "webhook_event": str(event.kind),
+        }
+
+        async def body() -> tuple[str, str]:
+            ctx = self._runtime.context(event.forge)
+            if ctx is None:
+                return "forge_not_configured", "warning"
+            return await handler(ctx), "info"
+
+        return self._logged(name, fields, body)
+
+    def scheduled_job(self, job: ScheduledJob) -> Callable[[], Awaitable[None]]:
+        """A ``bot.schedule`` run, logged and counted like every other job (handler ``schedule:<job>``)."""
+
+        async def body() -> tuple[str, str]:
+            return await self._runtime.run_scheduled(job), "info"
+
+        return self._logged(schedule_key(job), {}, body)
+
+    def _logged(
+        self, name: str, extra: dict[str, object], body: Callable[[], Awaitable[tuple[str, str]]]
+    ) -> Callable[[], Awaitable[None]]:
+        """One ``job_finished`` event and the job metrics per run, whatever ``body`` does."""
+
         async def run() -> None:
             started = time.perf_counter()
-            fields: dict[str, object] = {
-                "delivery_id": event.delivery_id,
-                "forge": str(event.forge),
-                "project": event.repo.path,
-                "webhook_event": str(event.kind),
-                "handler": name,
-            }
+            fields: dict[str, object] = {**extra, "handler": name}
             outcome, level = "error", "error"
             try:
-                ctx = self._runtime.context(event.forge)
-                if ctx is None:
-                    outcome, level = "forge_not_configured", "warning"
-                    return
-                outcome, level = await handler(ctx), "info"
+                outcome, level = await body()
             except ConfigError as exc:
                 fields["problems"] = exc.problems[:20]
                 outcome, level = "config_error", "warning"
@@ -184,10 +204,11 @@ class Router:
         return await sync_on_push(ctx, repo, sha, ref=ref)
 
     async def _reload(self, repo: Repo, sha: str, ctx: BotContext) -> str:
-        config = await read_bot_config(ctx.forge, repo, sha, base_dir=self._config_dir)
-        if config is None:
+        found = await read_bot_config(ctx.forge, repo, sha, base_dir=self._config_dir)
+        if found is None:
             return "no_config_file"
-        self._runtime.replace_config(config)
+        config, source = found
+        self._runtime.replace_config(config, source)
         return "reloaded"
 
 

@@ -3,6 +3,7 @@
 The configuration can be replaced while serving (a push to ``bot.config_repo``); each job takes
 the configuration current when it starts, with the record store and registry client built for it.
 Clients built for a replaced configuration are closed at shutdown, not while a job may use them.
+:meth:`BotRuntime.run_scheduled` runs one ``bot.schedule`` job with the configuration in force.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Config
+from bot.config.schema import ScheduledJob
+from bot.errors import ImglifeError
 from bot.events import Forge as ForgeKind
 from bot.forges.api import Forge
+from bot.lifecycle.endoflife import EndOfLifeClient
 from bot.oci.client import RegistryClient
 from bot.oci.copy import ImageCopier
 from bot.oci.hub import DockerHubTags
@@ -22,9 +26,15 @@ from bot.records import RecordStore
 from bot.wiring import UrlFetcher, forge_client, record_store, registry_client
 from handlers.cleanup import CleanupSummary, cleanup_registry
 from handlers.context import BotContext
+from handlers.eol import eol_notice, notify_targets, post_notice, refresh_eol_data
+from handlers.status import gather_report
 from handlers.sync import Progress, SyncSummary, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "serve"
+
+
+async def _quiet(_line: str) -> None:
+    """Scheduled runs have no reply to edit: their outcome goes to the ``job_finished`` log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,8 @@ class _Services:
     parallelism: int
     environ: Mapping[str, str]
     on_bytes: Callable[[int], None]  # the bytes-synced metric
+    critical_days: int
+    config_source: Callable[[], bytes]  # the text of ``config``, published beside the EOL data
 
     async def mirror(self, *, only: Collection[str], dry_run: bool, on_progress: Progress) -> SyncSummary:
         return await sync_mirrors(
@@ -61,6 +73,48 @@ class _Services:
             dry_run=dry_run,
             on_progress=on_progress,
         )
+
+    async def update_eol(self) -> str:
+        """``imglife eol update`` with this configuration; the ``job_finished`` outcome."""
+        lifecycle = self.config.lifecycle
+        to_registry = lifecycle.eol_target == "pkgregistry" and lifecycle.eol_provider != "local"
+        client = EndOfLifeClient(str(lifecycle.endoflife_url))
+        try:
+            refresh = await refresh_eol_data(
+                self.config,
+                path=lifecycle.eol_data_file,
+                store=self.store if to_registry else None,
+                fetch=client.fetch,
+                config_source=self.config_source,
+                dry_run=False,
+            )
+        finally:
+            await client.aclose()
+        if refresh.update is None:
+            return "local_provider"
+        return "updated" if refresh.update.changed else "unchanged"
+
+    async def notify_eol(self, now: dt.datetime) -> str:
+        """``imglife eol notify`` with this configuration; the ``job_finished`` outcome.
+
+        Raises :class:`ConfigError` without targets and :class:`ImglifeError` when a post failed.
+        """
+        targets = notify_targets(self.config, self.environ, required=True)
+        report = await gather_report(
+            self.config,
+            store=self.store,
+            fetch=self.fetch,
+            now=now,
+            critical=self.critical_days,
+            config_source=self.store.description,
+        )
+        notice = eol_notice(report, min_status=self.config.lifecycle.notify.min_status, now=now)
+        if notice is None:
+            return "nothing_to_send"
+        failures = await post_notice(notice, targets)
+        if failures:
+            raise ImglifeError("\n".join(failures))
+        return "sent"
 
     async def aclose(self) -> None:
         await self.store.aclose()
@@ -90,13 +144,15 @@ class BotRuntime:
             if client is not None:
                 self.forges[kind] = client
         self._retired: list[_Services] = []
-        self._services = self._build(config)
+        # Read once: the file on disk may change later, but this text is what the bot runs with.
+        source = config_path.read_bytes()
+        self._services = self._build(config, lambda: source)
 
     @property
     def config(self) -> Config:
         return self._services.config
 
-    def _build(self, config: Config) -> _Services:
+    def _build(self, config: Config, source: Callable[[], bytes]) -> _Services:
         return _Services(
             config,
             record_store(config, self._environ, COMMAND_NAME),
@@ -106,21 +162,41 @@ class BotRuntime:
             self._parallelism,
             self._environ,
             self._on_bytes,
+            self._critical_days,
+            source,
         )
 
-    def replace_config(self, config: Config) -> None:
-        """Use ``config`` for every job that starts from now on.
+    def replace_config(self, config: Config, source: bytes) -> None:
+        """Use ``config`` (parsed from ``source``) for every job that starts from now on.
 
         Of the ``bot`` section only what jobs read is taken (``permissions``, ``register_wait``):
-        the listener, the workers, the forge clients and ``config_repo`` stay as started, so a
-        reloaded file cannot stop later reloads or point the bot at another forge.
+        the listener, the workers, the forge clients, ``config_repo`` and ``schedule`` stay as
+        started, so a reloaded file cannot stop later reloads or point the bot at another forge.
         """
         running = self._services.config.bot
         bot = running.model_copy(
             update={"permissions": config.bot.permissions, "register_wait": config.bot.register_wait}
         )
         self._retired.append(self._services)
-        self._services = self._build(config.model_copy(update={"bot": bot}))
+        self._services = self._build(config.model_copy(update={"bot": bot}), lambda: source)
+
+    async def run_scheduled(self, job: ScheduledJob) -> str:
+        """Run one ``bot.schedule`` job with the configuration in force; its outcome.
+
+        ``cleanup`` never forces: the retention safety guard stays on, as for ``/imglife cleanup``.
+        """
+        services = self._services
+        if job == "sync":
+            if not services.config.sync.entries:
+                return "no_entries"
+            synced = await services.mirror(only=(), dry_run=False, on_progress=_quiet)
+            return "synced" if synced.ok else "failed"
+        if job == "cleanup":
+            purged = await services.purge(dry_run=False, on_progress=_quiet)
+            return "failed" if purged.failed else "cleaned"
+        if job == "eol update":
+            return await services.update_eol()
+        return await services.notify_eol(dt.datetime.now(dt.UTC))
 
     def context(self, forge: ForgeKind) -> BotContext | None:
         client = self.forges.get(forge)

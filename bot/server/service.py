@@ -3,8 +3,9 @@
 ``imglife serve`` calls :func:`serve`. A forge without a URL or token has its deliveries
 acknowledged and logged as not configured, and a forge without a webhook secret gets 401 for every
 delivery (fail closed); an invalid configuration, or a record store that cannot be written (no
-token), stops the start with exit 2. SIGTERM and SIGINT stop accepting deliveries, let running
-jobs finish (``DRAIN_SECONDS``) and return 0.
+token), stops the start with exit 2. Once listening, the ``bot.schedule`` scheduler starts.
+SIGTERM and SIGINT stop the scheduler, stop accepting deliveries, let running jobs finish
+(``DRAIN_SECONDS``) and return 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bot.server.jobs import JobQueue
 from bot.server.metrics import Metrics
 from bot.server.router import Router
 from bot.server.runtime import BotRuntime
+from bot.server.schedule import Scheduler
 from bot.server.waits import Waits
 
 SECRET_VARIABLES = {
@@ -67,6 +69,8 @@ async def serve(config: Config, path: Path, environ: Mapping[str, str], *, host:
         on_bytes=metrics.bytes_synced.inc,
     )
     router = Router(runtime, waits, metrics, config_dir=path.parent)
+    # bot.schedule is read once: a reloaded configuration keeps the schedule the bot started with.
+    scheduler = Scheduler(config.bot.schedule, queue=queue, job_for=router.scheduled_job)
     app = build_app(settings, dispatch=router.dispatch, queue=queue, metrics=metrics, in_flight=in_flight)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -83,13 +87,16 @@ async def serve(config: Config, path: Path, environ: Mapping[str, str], *, host:
             if forge not in runtime.forges:
                 log.warning("forge_not_configured", forge=str(forge), variable=TOKEN_VARIABLES[forge])
         log.info("serve_started", host=host, port=port, config=str(path), workers=config.bot.workers)
+        scheduler.start()
         await stop.wait()
         log.info("serve_stopping", queued=queue.depth, waiting_retries=len(waits))
+        await scheduler.stop()
         waits.cancel_all()
         # Drain while still listening: /readyz answers 503 and new deliveries are refused with 503,
         # so a load balancer moves on while running jobs finish.
         await queue.drain(DRAIN_SECONDS)
     finally:
+        await scheduler.stop()  # also when the start failed after the scheduler was started
         await runner.cleanup()
         await runtime.aclose()
     log.info("serve_stopped")
