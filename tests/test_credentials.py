@@ -46,7 +46,8 @@ ALL_SECRETS = (PASSWORD, TOKEN, JOB_TOKEN, HELPER_SECRET, DOCKER_PASSWORD, IDENT
 
 def unique_secret(label: str) -> str:
     """A secret nobody registered before, to prove that resolving is what registers it."""
-    return f"s3cr3t-{label}-{uuid.uuid4().hex[:12]}"
+    # Underscores: secrets other tests registered ("pw-3") must not occur inside it by chance.
+    return f"s3cr3t_{label}_{uuid.uuid4().hex[:12]}"
 
 
 def b64(text: str) -> str:
