@@ -171,10 +171,10 @@ class Router:
         wait = describe_seconds(ctx.config.bot.register_wait)
         final = time.monotonic() >= tag.deadline
         attempt = await register_tag(ctx, tag.repo, tag.tag, tag.sha, pending=pending, final=final, wait=wait)
+        if attempt.failures:  # also an invalid .imglife.yml or git tag, before any image is known
+            return "failed"
         if not attempt.images:
             return "no_images"
-        if attempt.failures:
-            return "failed"
         if not attempt.missing:
             return "registered"
         if final:
