@@ -31,7 +31,7 @@ from handlers.context import BotContext, base_images_config, read_repo_config
 from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
 from handlers.review import judge_bases, review_change
 from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
-from handlers.sync import Progress
+from handlers.sync import Progress, no_progress
 from handlers.tagpush import register_tag
 
 log = structlog.get_logger(__name__)
@@ -84,10 +84,6 @@ class ChatCommandFailed(ImglifeError):
     def __init__(self, report: str) -> None:
         super().__init__("the command failed")
         self.report = report
-
-
-async def _ignore(_line: str) -> None:
-    return None
 
 
 class Outcome(StrEnum):
@@ -257,7 +253,7 @@ async def answer_comment(ctx: BotContext, request: ChatRequest, *, bot_id: int) 
     )
     working = MSG_WORKING.format(command=shown)
     reply_id = await upsert_comment(ctx.forge, thread, mark, working, bot_id=bot_id)
-    progress = ProgressReply(ctx.forge, thread, reply_id, f"{mark}\n{working}") if reply_id else _ignore
+    progress = ProgressReply(ctx.forge, thread, reply_id, f"{mark}\n{working}") if reply_id else no_progress
     try:
         result = await _run(ctx, request, command, bot_id, progress)
     except ChatCommandFailed as exc:

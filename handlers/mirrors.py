@@ -11,13 +11,10 @@ from bot.errors import ImglifeError
 from bot.events import Repo
 from bot.forges.api import CommitState, CommitStatus
 from handlers.context import BotContext
+from handlers.sync import no_progress
 
 STATUS_CONTEXT = "imglife/sync"
 MSG_SYNCING = "syncing {count} mirror entries"
-
-
-async def _quiet(_line: str) -> None:
-    return None  # the status carries the result; per-tag lines go to the log
 
 
 async def sync_on_push(ctx: BotContext, repo: Repo, sha: str, *, ref: str | None) -> str:
@@ -28,7 +25,7 @@ async def sync_on_push(ctx: BotContext, repo: Repo, sha: str, *, ref: str | None
     running = CommitStatus(STATUS_CONTEXT, CommitState.RUNNING, MSG_SYNCING.format(count=entries))
     await ctx.forge.set_status(repo, sha, running, ref=ref)
     try:
-        summary = await ctx.mirror(only=(), dry_run=False, on_progress=_quiet)
+        summary = await ctx.mirror(only=(), dry_run=False, on_progress=no_progress)
     except ImglifeError as exc:
         await ctx.forge.set_status(
             repo, sha, CommitStatus(STATUS_CONTEXT, CommitState.FAILURE, str(exc)), ref=ref

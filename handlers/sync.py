@@ -122,6 +122,10 @@ log = structlog.get_logger(__name__)
 Progress = Callable[[str], Awaitable[None]]  # one line at a time: a terminal, a bot reply
 
 
+async def no_progress(_line: str) -> None:
+    """Progress nobody watches (a status or a log carries the result)."""
+
+
 class TagStatus(StrEnum):
     COPIED = "copied"
     WOULD_COPY = "would copy"  # dry run

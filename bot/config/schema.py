@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
-from croniter import CroniterBadDateError, CroniterError, croniter
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -346,6 +345,9 @@ def _cron(value: str) -> str:
             if match["step"] is not None and int(match["step"]) < 1:
                 raise invalid(f"cron {label} field {text!r} in {value!r}: a step must be at least 1")
     # The scheduler evaluates with croniter: whatever passes here must be something it can run.
+    # Imported here: only a config with a schedule needs it, and every command loads the schema.
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
     try:
         croniter(value, _CRON_PROBE).get_next(dt.datetime)
     except CroniterBadDateError:

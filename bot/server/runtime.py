@@ -28,13 +28,9 @@ from handlers.cleanup import CleanupSummary, cleanup_registry
 from handlers.context import BotContext
 from handlers.eol import eol_notice, notify_targets, post_notice, refresh_eol_data
 from handlers.status import gather_report
-from handlers.sync import Progress, SyncSummary, sync_mirrors, sync_parallelism
+from handlers.sync import Progress, SyncSummary, no_progress, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "serve"
-
-
-async def _quiet(_line: str) -> None:
-    """Scheduled runs have no reply to edit: their outcome goes to the ``job_finished`` log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,10 +185,10 @@ class BotRuntime:
         if job == "sync":
             if not services.config.sync.entries:
                 return "no_entries"
-            synced = await services.mirror(only=(), dry_run=False, on_progress=_quiet)
+            synced = await services.mirror(only=(), dry_run=False, on_progress=no_progress)
             return "synced" if synced.ok else "failed"
         if job == "cleanup":
-            purged = await services.purge(dry_run=False, on_progress=_quiet)
+            purged = await services.purge(dry_run=False, on_progress=no_progress)
             return "failed" if purged.failed else "cleaned"
         if job == "eol update":
             return await services.update_eol()

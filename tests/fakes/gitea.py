@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from .gitlab import FILE_MODES, REGULAR_MODE, SYMLINK_MODE, TreeEntry, git_blob_id, list_tree
+from .gitlab import FILE_MODES, REGULAR_MODE, SYMLINK_MODE, TreeEntry, git_blob_id, git_tag_id, list_tree
 from .server import (
     JSON_CONTENT_TYPE,
     OCTET_STREAM,
@@ -264,10 +264,9 @@ class GiteaTag:
     @property
     def id(self) -> str:
         """``Tag.ID``: the commit of a lightweight tag, the tag object of an annotated one."""
-        if self.message is None:
-            return self.commit_sha
-        body = f"object {self.commit_sha}\ntype commit\ntag {self.name}\n\n{self.message}".encode()
-        return hashlib.sha1(b"tag %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+        return (
+            self.commit_sha if self.message is None else git_tag_id(self.name, self.commit_sha, self.message)
+        )
 
 
 @dataclass

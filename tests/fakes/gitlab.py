@@ -323,10 +323,9 @@ class GitTag:
     @property
     def target(self) -> str:
         """What the ref points at: the commit, or the tag object of an annotated tag."""
-        if self.message is None:
-            return self.commit_sha
-        body = f"object {self.commit_sha}\ntype commit\ntag {self.name}\n\n{self.message}".encode()
-        return hashlib.sha1(b"tag %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
+        return (
+            self.commit_sha if self.message is None else git_tag_id(self.name, self.commit_sha, self.message)
+        )
 
 
 @dataclass
@@ -1780,6 +1779,12 @@ class TreeEntry:
     @property
     def is_tree(self) -> bool:
         return self.mode == TREE_MODE
+
+
+def git_tag_id(name: str, commit_sha: str, message: str) -> str:
+    """The id of an annotated tag object pointing at ``commit_sha`` (no tagger line, as in the fakes)."""
+    body = f"object {commit_sha}\ntype commit\ntag {name}\n\n{message}".encode()
+    return hashlib.sha1(b"tag %d\0" % len(body) + body, usedforsecurity=False).hexdigest()
 
 
 def git_blob_id(data: bytes) -> str:
