@@ -93,3 +93,40 @@ class ForgeEvent:
             return f"{base}:pipeline:{self.ref}:{self.sha}:{self.pipeline_status}"
         # A Gitea tag arrives as push and as create: both map to the same tag_push key.
         return f"{base}:{self.kind}:{self.ref}:{self.sha}"
+
+
+# --- as data: jobs carry their event through Redis to whichever replica runs them ----------------
+
+_REPO_FIELDS = ("forge", "id", "path", "default_branch", "web_url")
+
+
+def event_to_dict(event: ForgeEvent) -> dict[str, object]:
+    """A JSON-ready dict of ``event``; :func:`event_from_dict` gives the same event back."""
+    data: dict[str, object] = {}
+    for name in ForgeEvent.__slots__:
+        value = getattr(event, name)
+        if isinstance(value, Repo):
+            value = {field: getattr(value, field) for field in _REPO_FIELDS}
+        elif isinstance(value, Actor):
+            value = {"id": value.id, "username": value.username}
+        data[name] = value
+    return data
+
+
+def event_from_dict(data: dict[str, object]) -> ForgeEvent:
+    """The event of :func:`event_to_dict`; ``KeyError``/``TypeError``/``ValueError`` for anything else."""
+    fields = dict(data)
+    repo = fields.pop("repo")
+    actor = fields.pop("actor")
+    if not isinstance(repo, dict) or not isinstance(actor, dict):
+        raise TypeError("an event needs a repo and an actor")
+    change_action, comment_action = fields.pop("change_action"), fields.pop("comment_action")
+    return ForgeEvent(
+        forge=Forge(str(fields.pop("forge"))),
+        kind=EventKind(str(fields.pop("kind"))),
+        repo=Repo(**{**repo, "forge": Forge(repo["forge"])}),
+        actor=Actor(**actor),
+        change_action=None if change_action is None else ChangeAction(str(change_action)),
+        comment_action=None if comment_action is None else CommentAction(str(comment_action)),
+        **fields,  # type: ignore[arg-type]
+    )

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.proxy import BlobOrigin, FaultProxy
+from tests.helpers.redis import RunningRedis, start_redis
 from tests.helpers.registry import RegistryKind, RunningRegistry, start_registry
 from tests.helpers.s3 import RunningS3, start_seaweedfs, unique_bucket_name
 from tests.helpers.token_server import RunningTokenServer, start_token_server
@@ -145,3 +146,14 @@ def s3_server() -> Iterator[RunningS3]:
 def s3_bucket(s3_server: RunningS3, request: pytest.FixtureRequest) -> str:
     """A new empty bucket ``t-<test-name-slug>-<hex>`` (left in place; the server is throwaway)."""
     return s3_server.create_bucket(unique_bucket_name(request.node.name))
+
+
+# --------------------------------------------------------------------------- Redis
+# tests/helpers/redis.py: Debian's redis-server on a free loopback port, a password, no persistence.
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RunningRedis]:
+    """A fresh Redis per test (it starts in milliseconds): ``.url``, ``.password``, ``.pause()``."""
+    with start_redis() as server:
+        yield server

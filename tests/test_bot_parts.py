@@ -1,16 +1,12 @@
-"""The bot's small parts on their own: comment ownership, escaping, deferred retries, role names."""
+"""The bot's small parts on their own: comment ownership, escaping, role names, progress replies."""
 
 from __future__ import annotations
-
-import asyncio
 
 from bot.basefind import FoundBase
 from bot.events import Forge, Repo
 from bot.forges.api import Comment, GitLabForge
 from bot.lifecycle.eoldata import EolStatus
-from bot.server.jobs import JobQueue
 from bot.server.router import describe_seconds
-from bot.server.waits import Waits
 from handlers import chatops
 from handlers.chatops import ProgressReply, role_name
 from handlers.check import CheckResult
@@ -52,47 +48,6 @@ def test_the_check_comment_escapes_what_files_contain() -> None:
     assert "<b>" not in body
     assert "\\|" in body  # a pipe cannot open a table cell
     assert "strict" in body
-
-
-async def test_a_deferred_job_runs_after_its_delay_or_at_once_when_woken() -> None:
-    queue = JobQueue(workers=1)
-    queue.start()
-    waits = Waits(queue)
-    ran: list[str] = []
-
-    def job(name: str):
-        async def run() -> None:
-            ran.append(name)
-
-        return run
-
-    waits.later("slow", key="k1", name="slow", job=job("slow"), delay=60)
-    waits.later("soon", key="k2", name="soon", job=job("soon"), delay=0.01)
-    await asyncio.sleep(0.1)
-    assert ran == ["soon"]
-    assert waits.wake("slow") is True
-    assert waits.wake("slow") is False  # already gone
-    await queue.join()
-    assert ran == ["soon", "slow"]
-    waits.later("never", key="k3", name="never", job=job("never"), delay=60)
-    assert waits.cancel_all() == 1
-    assert len(waits) == 0
-    await queue.drain(1)
-
-
-async def test_a_retry_that_comes_due_while_draining_is_dropped() -> None:
-    queue = JobQueue(workers=1)
-    queue.start()
-    waits = Waits(queue)
-    ran: list[str] = []
-
-    async def job() -> None:
-        ran.append("late")
-
-    waits.later("w", key="k", name="late", job=job, delay=0.05)
-    await queue.drain(1)
-    await asyncio.sleep(0.1)
-    assert ran == []
 
 
 def test_role_names_follow_the_forge() -> None:

@@ -817,7 +817,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
         "imglife.yaml:13:3: retention.max_age_days: expected an integer, got the string 'thirty'",
         "imglife.yaml:15:3: bot.prot: unknown key 'prot' (expected one of: host, port, workers, gitlab, "
         "gitea, "
-        "register_wait, permissions, config_repo, redis_url, schedule, max_body_bytes); did you mean 'port'?",
+        "register_wait, permissions, config_repo, redis_url, schedule, job_attempts, retry_delay, "
+        "visibility_timeout, drain_timeout, max_body_bytes); did you mean 'port'?",
     ]
     assert not any("Input should" in line or "pydantic" in line for line in found)
 

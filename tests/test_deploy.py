@@ -2,10 +2,12 @@
 
 No container engine, cluster or systemd runs here: the Containerfile is parsed instruction by
 instruction, the Kubernetes manifests are parsed with PyYAML (and rendered with the real
-``kubectl kustomize`` where kubectl exists), the systemd unit is parsed with configparser (and checked
-with ``systemd-analyze verify`` where it exists), and every ``imglife`` command line in the files is
-parsed by the real CLI parser. The last tests scan bot/ and handlers/ for every environment variable
-the code reads and require each to be documented for Kubernetes and in the docs.
+``kubectl kustomize`` where kubectl exists, with and without the optional components), the systemd
+units are parsed with configparser (and checked with ``systemd-analyze verify`` where it exists), the
+Redis command lines of the Kubernetes component and of compose are run by a real ``redis-server``
+where one is installed, and every ``imglife`` command line in the files is parsed by the real CLI
+parser. The last tests scan bot/ and handlers/ for every environment variable the code reads and
+require each to be documented for Kubernetes and in the docs.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -33,11 +38,16 @@ from bot.credentials.registry import env_prefix
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
+REDIS_COMPONENT = KUBE / "redis"
 CONTAINERFILE = DEPLOY / "Containerfile"
 UNIT = DEPLOY / "imglife.service"
+TEMPLATE_UNIT = DEPLOY / "imglife@.service"
 COMPOSE = DEPLOY / "compose.yaml"
 BOT_UID = 10001
-DRAIN_SECONDS = 30  # docs/bot.md "Shutdown and state": queued and running jobs get up to 30 s
+DRAIN_SECONDS = 30  # bot.drain_timeout's default: after SIGTERM, running jobs get up to 30 s
+# Redis mode's environment: the URL (overrides bot.redis_url, never with credentials), AUTH's password
+# and Redis 6+ ACL user. Checked by name too, so their documentation does not hang on the scan below.
+REDIS_VARIABLES = ("IMGLIFE_REDIS_URL", "IMGLIFE_REDIS_PASSWORD", "IMGLIFE_REDIS_USERNAME")
 
 
 def parse_cli(argv: list[str]) -> Any:
@@ -197,11 +207,12 @@ def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
     listed = set(kustomization["resources"])
     on_disk = {p.name for p in KUBE.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk - {"secret.example.yaml"}
-    assert "components" not in kustomization, "the ServiceMonitor is off by default"
-    component = yaml.safe_load((KUBE / "servicemonitor" / "kustomization.yaml").read_text())
-    assert component["kind"] == "Component"
-    for resource in component["resources"]:
-        assert (KUBE / "servicemonitor" / resource).is_file()
+    assert "components" not in kustomization, "the ServiceMonitor and Redis are off by default"
+    for name in ("servicemonitor", "redis"):
+        component = yaml.safe_load((KUBE / name / "kustomization.yaml").read_text())
+        assert component["kind"] == "Component"
+        listed = set(component["resources"]) | {patch["path"] for patch in component.get("patches", [])}
+        assert listed == {p.name for p in (KUBE / name).glob("*.yaml")} - {"kustomization.yaml"}
 
 
 def test_deployment_runs_one_non_root_replica_with_probes(
@@ -212,6 +223,7 @@ def test_deployment_runs_one_non_root_replica_with_probes(
     assert spec["replicas"] == 1
     assert "replicas: 1" in (KUBE / "deployment.yaml").read_text()
     assert "redis_url" in (KUBE / "deployment.yaml").read_text(), "the comment says why one replica"
+    assert "without Redis" in (KUBE / "deployment.yaml").read_text()
     assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
     pod = spec["template"]["spec"]
     assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
@@ -285,6 +297,24 @@ def kustomize(directory: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
 
 
+def overlay(tmp_path: Path, *components: str) -> Path:
+    """An overlay of deploy/kubernetes with ``components`` (directory names under it) turned on."""
+    directory = tmp_path / "overlay"
+    directory.mkdir()
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                # kustomize wants relative paths to other kustomizations
+                "resources": [os.path.relpath(KUBE, directory)],
+                "components": [os.path.relpath(KUBE / name, directory) for name in components],
+            }
+        )
+    )
+    return directory
+
+
 def test_kubectl_kustomize_renders_the_manifests_and_the_servicemonitor_toggle(tmp_path: Path) -> None:
     rendered = kustomize(KUBE)
     kinds = sorted(doc["kind"] for doc in rendered)
@@ -292,34 +322,125 @@ def test_kubectl_kustomize_renders_the_manifests_and_the_servicemonitor_toggle(t
     deployment = next(doc for doc in rendered if doc["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 1
 
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                # kustomize wants relative paths to other kustomizations
-                "resources": [os.path.relpath(KUBE, overlay)],
-                "components": [os.path.relpath(KUBE / "servicemonitor", overlay)],
-            }
-        )
-    )
-    with_monitor = kustomize(overlay)
+    with_monitor = kustomize(overlay(tmp_path, "servicemonitor"))
     monitors = [doc for doc in with_monitor if doc["kind"] == "ServiceMonitor"]
     assert len(monitors) == 1
     assert monitors[0]["metadata"]["labels"]["app.kubernetes.io/name"] == "imglife"
 
 
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_kubectl_kustomize_renders_the_redis_component(tmp_path: Path) -> None:
+    rendered = kustomize(overlay(tmp_path, "redis"))
+    objects = {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered}
+    assert set(objects) == {
+        ("ServiceAccount", "imglife"),
+        ("ConfigMap", "imglife-config"),
+        ("ConfigMap", "imglife-env"),
+        ("Deployment", "imglife"),
+        ("Service", "imglife"),
+        ("Service", "imglife-redis"),
+        ("StatefulSet", "imglife-redis"),
+        ("NetworkPolicy", "imglife-redis"),
+        ("PodDisruptionBudget", "imglife"),
+    }
+
+    # The bot: several replicas, still draining within the grace period, pointed at the Redis Service.
+    deployment = objects["Deployment", "imglife"]
+    assert deployment["spec"]["replicas"] > 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > DRAIN_SECONDS
+    (bot,) = pod["containers"]
+    assert bot["envFrom"][-1] == {"secretRef": {"name": "imglife"}}, "the patch keeps the Secret"
+    assert bot["readinessProbe"]["httpGet"]["path"] == "/readyz", "503 until Redis was reached"
+    env = {e["name"]: e for e in bot["env"]}
+    url = urlsplit(env["IMGLIFE_REDIS_URL"]["value"])
+    assert url.scheme == "redis"
+    assert (url.username, url.password) == (None, None), "no credentials in the URL"
+    redis_service = objects["Service", url.hostname]
+    assert url.port == redis_service["spec"]["ports"][0]["port"]
+    assert "IMGLIFE_REDIS_PASSWORD" not in env, "the bot reads the password from the Secret"
+
+    # The Service reaches the Redis pod and only it; the bot's Service never selects Redis.
+    bot_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    statefulset = objects["StatefulSet", "imglife-redis"]
+    redis_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert _selects(redis_service["spec"]["selector"], redis_labels)
+    assert not _selects(redis_service["spec"]["selector"], bot_labels)
+    assert not _selects(objects["Service", "imglife"]["spec"]["selector"], redis_labels)
+    assert statefulset["spec"]["serviceName"] == "imglife-redis"
+    (redis,) = statefulset["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in redis["ports"]}
+    assert ports[redis_service["spec"]["ports"][0]["targetPort"]] == url.port
+
+    # Only the bot's pods may connect to Redis; node drains take one bot replica at a time.
+    policy = objects["NetworkPolicy", "imglife-redis"]["spec"]
+    assert _selects(policy["podSelector"]["matchLabels"], redis_labels)
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert _selects(peer["podSelector"]["matchLabels"], bot_labels)
+    assert not _selects(peer["podSelector"]["matchLabels"], redis_labels)
+    budget = objects["PodDisruptionBudget", "imglife"]["spec"]
+    assert _selects(budget["selector"]["matchLabels"], bot_labels)
+    assert not _selects(budget["selector"]["matchLabels"], redis_labels)
+    assert budget.get("maxUnavailable") == 1 or budget.get("minAvailable", 0) < deployment["spec"]["replicas"]
+
+
+def _redis_statefulset() -> dict[str, Any]:
+    docs = {doc["kind"]: doc for doc in load_documents(REDIS_COMPONENT / "statefulset.yaml")}
+    return docs["StatefulSet"]
+
+
+def test_redis_statefulset_persists_and_requires_the_secrets_password() -> None:
+    statefulset = _redis_statefulset()
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 1
+    pod = spec["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    (redis,) = pod["containers"]
+    assert redis["image"] == "redis:7-alpine"
+    assert redis["securityContext"]["readOnlyRootFilesystem"] is True
+    assert redis["securityContext"]["allowPrivilegeEscalation"] is False
+    assert redis["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+    shell, flag, script = redis["args"]
+    assert (shell, flag) == ("sh", "-c")
+    assert "$(" not in script, "Kubernetes would expand $(...) itself, empty or not"
+    words = shlex.split(script.replace("${", "{"))  # the shell's expansion, as text
+    assert words[:2] == ["exec", "redis-server"]
+    assert words[words.index("--appendonly") + 1] == "yes"
+    assert words[words.index("--maxmemory-policy") + 1] == "noeviction"
+    assert words[words.index("--requirepass") + 1].startswith("{IMGLIFE_REDIS_PASSWORD:?")
+    env = {e["name"]: e for e in redis["env"]}
+    source = env["IMGLIFE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert source == {"name": "imglife", "key": "IMGLIFE_REDIS_PASSWORD"}, "required, from the bot's Secret"
+    assert redis["readinessProbe"]["exec"]["command"][:2] == ["sh", "-c"]
+    assert "redis-cli ping" in redis["readinessProbe"]["exec"]["command"][2]
+
+    (claim,) = spec["volumeClaimTemplates"]
+    mounts = {m["mountPath"]: m["name"] for m in redis["volumeMounts"]}
+    assert mounts["/data"] == claim["metadata"]["name"], "the append-only file lives on the volume"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert "IMGLIFE_REDIS_PASSWORD" in load_documents(KUBE / "secret.example.yaml")[0]["stringData"]
+
+
 # --- systemd ----------------------------------------------------------------------------------------
+
+
+def parse_unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    parser.read_string(path.read_text())
+    return parser
 
 
 @pytest.fixture(scope="module")
 def unit() -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
-    parser.read_string(UNIT.read_text())
-    return parser
+    return parse_unit(UNIT)
 
 
 def test_systemd_unit_settings(unit: configparser.ConfigParser) -> None:
@@ -345,20 +466,48 @@ def test_systemd_unit_settings(unit: configparser.ConfigParser) -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_systemd_analyze_verify(tmp_path: Path) -> None:
+def test_systemd_template_unit_runs_one_instance_per_port(unit: configparser.ConfigParser) -> None:
+    template = parse_unit(TEMPLATE_UNIT)
+    service = template["Service"]
+    exec_start = shlex.split(service["ExecStart"])
+    assert exec_start[0] == "/usr/local/bin/imglife"
+    assert exec_start[-2:] == ["--port", "%i"], "the instance name is the port"
+    assert "serve" in exec_start
+    args = parse_cli([word.replace("%i", "8081") for word in exec_start[1:]])
+    assert (args.config, args.host, args.port) == ("/etc/imglife/imglife.yaml", "127.0.0.1", 8081)
+    # The same user, environment, stop timeout, state directory and hardening as imglife.service.
+    single = dict(unit["Service"])
+    assert {key: value for key, value in service.items() if key != "ExecStart"} == {
+        key: value for key, value in single.items() if key != "ExecStart"
+    }
+    assert int(service["TimeoutStopSec"].removesuffix("s")) > DRAIN_SECONDS
+    assert template["Install"]["WantedBy"] == "multi-user.target"
+    assert "IMGLIFE_REDIS_URL" in TEMPLATE_UNIT.read_text()
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [(UNIT, "imglife.service"), (TEMPLATE_UNIT, "imglife@8081.service")],
+    ids=["imglife.service", "imglife@.service"],
+)
+def test_systemd_analyze_verify(tmp_path: Path, source: Path, name: str) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
     imglife = shutil.which("imglife") or str(ROOT / ".venv" / "bin" / "imglife")
     if not Path(imglife).exists():
         pytest.skip("no imglife executable to stand in for /usr/local/bin/imglife")
-    # verify checks that ExecStart's program exists: point it at this checkout's imglife.
-    copy = tmp_path / "imglife.service"
-    copy.write_text(UNIT.read_text().replace("/usr/local/bin/imglife", imglife))
-    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    # verify checks that ExecStart's program exists: point it at this checkout's imglife. An instance
+    # (imglife@8081.service) is loaded from the template next to it.
+    copy = tmp_path / source.name
+    copy.write_text(source.read_text().replace("/usr/local/bin/imglife", imglife))
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / name)], capture_output=True, text=True, timeout=60
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "imglife.service" not in output, output  # unknown keys are only warnings
+    for unit_name in {source.name, name}:
+        assert unit_name not in output, output  # unknown keys are only warnings
 
 
 # --- compose ----------------------------------------------------------------------------------------
@@ -367,7 +516,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_compose_file() -> None:
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"imglife", "registry"}
+    assert set(services) == {"imglife", "registry", "redis"}
     bot = services["imglife"]
     context = (DEPLOY / bot["build"]["context"]).resolve()
     assert context == ROOT
@@ -382,6 +531,8 @@ def test_compose_file() -> None:
     assert int(bot["stop_grace_period"].removesuffix("s")) > DRAIN_SECONDS
     assert bot["env_file"] == ["imglife.env"]
     assert (DEPLOY / "imglife.env.example").is_file(), "the env_file's template"
+    assert set(bot["depends_on"]) == {"registry", "redis"}
+    assert bot["depends_on"]["redis"] == {"condition": "service_healthy"}
 
     mounts = {volume.split(":")[1]: volume for volume in bot["volumes"]}
     config_mount = mounts["/etc/imglife/imglife.yaml"]
@@ -399,6 +550,113 @@ def test_compose_file() -> None:
     assert volume.split(":") == ["registry-data", "/var/lib/registry"]
     assert "registry-data" in compose["volumes"]
     assert "registry:5000" in config.registry.insecure_registries
+
+
+def test_compose_runs_the_bot_on_a_persistent_redis() -> None:
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    url = urlsplit(services["imglife"]["environment"]["IMGLIFE_REDIS_URL"])
+    assert (url.scheme, url.hostname, url.port, url.path) == ("redis", "redis", 6379, "/0")
+    assert (url.username, url.password) == (None, None), "no credentials in the URL"
+
+    redis = services[url.hostname]
+    assert redis["image"] == "redis:7-alpine"
+    assert "ports" not in redis, "only the bot reaches Redis"
+    assert redis["env_file"] == ["imglife.env"], "IMGLIFE_REDIS_PASSWORD, the one the bot sends"
+    assert redis["user"].split(":")[0] not in {"0", "root"}
+    assert redis["read_only"] is True
+    assert redis["cap_drop"] == ["ALL"]
+    volume, path = redis["volumes"][0].split(":")
+    assert path == "/data"
+    assert volume in compose["volumes"], "a named volume: the append-only file outlives the container"
+
+    shell, flag, script = redis["command"]
+    assert (shell, flag) == ("sh", "-c")
+    assert "$" not in script.replace("$$", ""), "a single $ would be compose's, empty at `up`"
+    words = shlex.split(script.replace("$${", "{"))
+    assert words[:2] == ["exec", "redis-server"]
+    assert words[words.index("--appendonly") + 1] == "yes"
+    assert words[words.index("--requirepass") + 1].startswith("{IMGLIFE_REDIS_PASSWORD:?")
+    kind, check = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    assert "redis-cli ping" in check
+    assert "$" not in check.replace("$$", "")
+
+
+# --- Redis command lines, run ------------------------------------------------------------------------
+
+
+def _redis_commands(where: str) -> tuple[list[str], list[str]]:
+    """(server argv, readiness/health check argv) of the Kubernetes component or of compose, as the
+    container runs them: compose's `$$` is a `$` inside the container."""
+    if where == "kubernetes":
+        (redis,) = _redis_statefulset()["spec"]["template"]["spec"]["containers"]
+        return redis["args"], redis["readinessProbe"]["exec"]["command"]
+    redis = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]
+    kind, check = redis["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    return [arg.replace("$$", "$") for arg in redis["command"]], ["sh", "-c", check.replace("$$", "$")]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("where", ["kubernetes", "compose"])
+def test_redis_command_lines_start_a_real_redis(tmp_path: Path, where: str) -> None:
+    """The files' own command lines, run by sh with a real redis-server and redis-cli: appendonly on,
+    noeviction, the password required, the check passing; an empty password stops the start."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.skip("redis-server / redis-cli are not installed")
+    argv, check = _redis_commands(where)
+    port = _free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    # Stand-ins on PATH: the same programs, on a free local port and a temporary data directory.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrappers = {
+        "redis-server": f'exec {server} "$@" --port {port} --bind 127.0.0.1 --dir {data} --daemonize no',
+        "redis-cli": f'exec {cli} -p {port} "$@"',
+    }
+    for name, body in wrappers.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    base_env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}
+
+    def redis_cli(*args: str, password: str = "") -> str:
+        env = {**base_env, "REDISCLI_AUTH": password} if password else base_env
+        done = subprocess.run(
+            ["redis-cli", *args], capture_output=True, text=True, timeout=10, env=env, check=False
+        )
+        return done.stdout.strip()
+
+    empty = subprocess.run(
+        argv, capture_output=True, text=True, timeout=10, env={**base_env, "IMGLIFE_REDIS_PASSWORD": ""}
+    )
+    assert empty.returncode != 0
+    assert "IMGLIFE_REDIS_PASSWORD" in empty.stderr
+
+    password = 'a "quoted" pass word'
+    env = {**base_env, "IMGLIFE_REDIS_PASSWORD": password}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while "NOAUTH" not in redis_cli("ping"):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        assert subprocess.run(check, env=env, timeout=10, check=False).returncode == 0, "the check"
+        assert redis_cli("config", "get", "appendonly", password=password).split() == ["appendonly", "yes"]
+        assert redis_cli("config", "get", "maxmemory-policy", password=password).split()[-1] == "noeviction"
+        assert subprocess.run(check, env=base_env, timeout=10, check=False).returncode != 0
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert (data / "appendonlydir").is_dir()
 
 
 # --- CI snippets ------------------------------------------------------------------------------------
@@ -468,6 +726,10 @@ NOT_ENVIRONMENT = {
 }
 # The process environment every program has; the container image and the systemd unit set them.
 PROCESS_VARIABLES = {"HOME", "PATH", "TERM"}
+# Named like a secret, but not one: set where the deployment defines it, commented in the examples.
+NOT_SECRET = {
+    "IMGLIFE_REDIS_URL": "never carries credentials; the redis/ component and compose.yaml set it",
+}
 
 
 def _mapping_name(node: ast.expr) -> str | None:
@@ -547,6 +809,23 @@ def test_every_variable_the_code_reads_is_documented() -> None:
     assert not missing, "\n".join(missing)
 
 
+def test_redis_variables_are_documented() -> None:
+    """Redis mode's variables, whether or not the code reads them yet: for Kubernetes, compose and
+    systemd (imglife.env.example), in the docs and in deploy/README.md."""
+    texts = {
+        "deploy/kubernetes": _kubernetes_text(),
+        "docs": (ROOT / "README.md").read_text() + (ROOT / "docs" / "bot.md").read_text(),
+        "imglife.env.example": (DEPLOY / "imglife.env.example").read_text(),
+        "deploy/README.md": (DEPLOY / "README.md").read_text(),
+    }
+    missing = [
+        f"{name} in {label}" for name in REDIS_VARIABLES for label, text in texts.items() if name not in text
+    ]
+    assert not missing, missing
+    for option in ("redis_url", "visibility_timeout", "drain_timeout"):
+        assert f"bot.{option}" in texts["deploy/README.md"], option
+
+
 def test_registry_credentials_per_host_are_documented() -> None:
     """The IMGLIFE_<HOST>_* rule of bot/credentials: the Secret example names real per-host keys."""
     secret = load_documents(KUBE / "secret.example.yaml")[0]["stringData"]
@@ -565,8 +844,9 @@ def test_secret_example_sets_every_secret_the_bot_reads() -> None:
     secrets = {
         name
         for name in variables_read_by_the_code()
-        if name.endswith(("_SECRET", "_TOKEN", "_KEY", "_KEY_ID", "_URL", "_REGION"))
+        if name.endswith(("_SECRET", "_TOKEN", "_KEY", "_KEY_ID", "_URL", "_REGION", "_PASSWORD"))
         and name not in {"CI_JOB_TOKEN"}  # GitLab CI's own, never the bot's
+        and name not in NOT_SECRET
     }
     assert secrets <= keys, sorted(secrets - keys)
     env_example = (DEPLOY / "imglife.env.example").read_text()

@@ -198,7 +198,8 @@ def test_readme_quick_start_answers(tmp_path):
         )
         assert deliver(port, "gitlab-merge-request.json") == (202, "accepted\n")
         assert deliver(port, "gitlab-note.json") == (202, "accepted\n")
-        assert deliver(port, "gitlab-pipeline-tag-success.json") == (202, "ignored\n")
+        # It only wakes a registration waiting for the tag's image (none here), so nothing runs.
+        assert deliver(port, "gitlab-pipeline-tag-success.json") == (202, "accepted\n")
         assert deliver(port, "gitea-push-tag.json") == (202, "accepted\n")
         assert deliver(port, "gitea-create-tag.json") == (200, "duplicate\n")
         assert deliver(port, "gitea-pull-request.json") == (202, "accepted\n")

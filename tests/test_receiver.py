@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.events import EventKind, ForgeEvent
-from bot.server.app import QUEUE, ReceiverSettings, build_app
+from bot.server.app import NO_WORK, QUEUE, ReceiverSettings, Work, build_app
+from bot.server.jobs import JobSpec, MemoryQueue
 
 GITLAB_SECRET = "gl-hook-secret-8c1f2e"
 GITEA_SECRET = "gt-hook-secret-5a9d0b"
@@ -80,16 +81,19 @@ class Recorder:
         self.release = asyncio.Event()
         self.release.set()
 
-    def __call__(self, event: ForgeEvent):
+    def __call__(self, event: ForgeEvent) -> Work:
         self.events.append(event)
         if event.kind is not EventKind.TAG_PUSH:
-            return []
+            return NO_WORK
+        return Work([JobSpec(event.repo.id, "register", event)])
 
-        async def job() -> None:
-            await self.release.wait()
-            self.ran.append(event.content_key)
+    async def run(self, job: JobSpec) -> None:
+        await self.release.wait()
+        assert job.event is not None
+        self.ran.append(job.event.content_key)
 
-        return [(event.repo.id, f"register:{event.tag}", job)]
+    def app(self, settings: ReceiverSettings):
+        return build_app(settings, dispatch=self, queue=MemoryQueue(self.run, workers=2))
 
 
 @pytest.fixture
@@ -98,7 +102,7 @@ async def bot() -> AsyncIterator[tuple[TestClient, Recorder]]:
     settings = ReceiverSettings(
         gitlab_secret=GITLAB_SECRET, gitea_secret=GITEA_SECRET, max_body_bytes=1024 * 1024
     )
-    client = TestClient(TestServer(build_app(settings, dispatch=recorder)))
+    client = TestClient(TestServer(recorder.app(settings)))
     await client.start_server()
     try:
         yield client, recorder
@@ -135,7 +139,7 @@ async def test_missing_or_wrong_gitlab_secret_is_401(bot, headers, status):
 
 async def test_unconfigured_secret_fails_closed():
     settings = ReceiverSettings(gitlab_secret=None, gitea_secret="")
-    client = TestClient(TestServer(build_app(settings, dispatch=Recorder())))
+    client = TestClient(TestServer(Recorder().app(settings)))
     await client.start_server()
     try:
         body = json.dumps(GITEA_PUSH_TAG).encode()

@@ -11,16 +11,16 @@ from pydantic import TypeAdapter, ValidationError
 from structlog.testing import capture_logs
 
 from bot.config import load_config
+from bot.config.loader import parse_config
 from bot.config.schema import Cron, ScheduledJob
 from bot.errors import ImglifeError
 from bot.records import BuildRecord
 from bot.records.local import LocalRecordStore
-from bot.server.jobs import Job, JobQueue
+from bot.server.jobs import JobSpec, MemoryQueue
 from bot.server.metrics import Metrics
 from bot.server.router import Router
 from bot.server.runtime import BotRuntime
-from bot.server.schedule import MAX_SLEEP_SECONDS, Scheduler, next_fire, schedule_key
-from bot.server.waits import Waits
+from bot.server.schedule import MAX_SLEEP_SECONDS, Scheduler, next_fire, scheduled_job
 from tests.fakes.webhooks import FakeSlack
 from tests.helpers.lifecycle import ALPINE_EOL, write_project
 
@@ -64,32 +64,28 @@ class FakeTime:
         self._resume.set()
 
 
-class FakeQueue:
-    """Records submissions; runs them only when ``run_jobs`` is set (else they stay 'queued')."""
+class ScheduledRuns:
+    """A real in-process queue whose runner records the scheduled jobs, held while ``gate`` is clear."""
 
-    def __init__(self, time: FakeTime, *, run_jobs: bool) -> None:
-        self.time = time
-        self.run_jobs = run_jobs
-        self.submitted: list[tuple[str, str, dt.datetime]] = []
-        self.held: list[Job] = []
+    def __init__(self, *, run_jobs: bool) -> None:
+        self.ran: list[ScheduledJob] = []
+        self.gate = asyncio.Event()
+        if run_jobs:
+            self.gate.set()
+        self.queue = MemoryQueue(self._run, workers=2)
+        self.queue.start()
 
-    def submit(self, key: str, job: Job, *, name: str) -> bool:
-        self.submitted.append((key, name, self.time.now))
-        if self.run_jobs:
-            asyncio.get_running_loop().create_task(job())
-        else:
-            self.held.append(job)
-        return True
+    async def _run(self, job: JobSpec) -> None:
+        await self.gate.wait()
+        self.ran.append(job.state["job"])
 
 
-def recording(ran: list[ScheduledJob]):
-    def job_for(job: ScheduledJob) -> Job:
-        async def run() -> None:
-            ran.append(job)
-
-        return run
-
-    return job_for
+def submitted(logs: list[dict], job: str | None = None) -> list[dt.datetime]:
+    return [
+        dt.datetime.fromisoformat(entry["tick"])
+        for entry in logs
+        if entry["event"] == "schedule_submitted" and job in (None, entry["job"])
+    ]
 
 
 # --- next fire times -------------------------------------------------------------------------
@@ -133,12 +129,10 @@ def test_config_refuses_a_cron_that_never_fires() -> None:
 
 async def test_each_job_is_submitted_at_its_ticks() -> None:
     time = FakeTime(START, until=at(12, 1))
-    queue = FakeQueue(time, run_jobs=True)
-    ran: list[ScheduledJob] = []
+    runs = ScheduledRuns(run_jobs=True)
     scheduler = Scheduler(
         {"sync": "*/15 * * * *", "eol notify": "0 * * * *"},
-        queue=queue,
-        job_for=recording(ran),
+        queue=runs.queue,
         clock=time.clock,
         sleep=time.sleep,
     )
@@ -146,12 +140,10 @@ async def test_each_job_is_submitted_at_its_ticks() -> None:
         scheduler.start()
         await time.reached.wait()
         await scheduler.stop()
-    sync_ticks = [when for key, _, when in queue.submitted if key == "schedule:sync"]
-    notify_ticks = [when for key, _, when in queue.submitted if key == "schedule:eol notify"]
-    assert sync_ticks == [at(11, 0), at(11, 15), at(11, 30), at(11, 45), at(12, 0)]
-    assert notify_ticks == [at(11, 0), at(12, 0)]
-    assert {name for _, name, _ in queue.submitted} == {"schedule:sync", "schedule:eol notify"}
-    assert sorted(ran) == sorted(["sync"] * 5 + ["eol notify"] * 2)
+        await runs.queue.join()
+    assert submitted(logs, "sync") == [at(11, 0), at(11, 15), at(11, 30), at(11, 45), at(12, 0)]
+    assert submitted(logs, "eol notify") == [at(11, 0), at(12, 0)]
+    assert sorted(runs.ran) == sorted(["sync"] * 5 + ["eol notify"] * 2)
     # One sleep per wait, never longer than the cap, never a busy loop of zero-length sleeps.
     assert all(0 < seconds <= MAX_SLEEP_SECONDS for seconds in time.sleeps)
     first = [entry for entry in logs if entry["event"] == "schedule_next"][:2]
@@ -159,67 +151,85 @@ async def test_each_job_is_submitted_at_its_ticks() -> None:
         ("sync", "2026-11-27T11:00:00+00:00"),
         ("eol notify", "2026-11-27T11:00:00+00:00"),
     }
+    await runs.queue.drain(1)
 
 
 async def test_a_tick_is_skipped_while_the_previous_run_is_not_finished() -> None:
     time = FakeTime(START, until=at(11, 2) + HALF_MINUTE)
-    queue = FakeQueue(time, run_jobs=False)
-    ran: list[ScheduledJob] = []
-    scheduler = Scheduler(
-        {"cleanup": "* * * * *"}, queue=queue, job_for=recording(ran), clock=time.clock, sleep=time.sleep
-    )
+    runs = ScheduledRuns(run_jobs=False)
+    scheduler = Scheduler({"cleanup": "* * * * *"}, queue=runs.queue, clock=time.clock, sleep=time.sleep)
     with capture_logs() as logs:
         scheduler.start()
         await time.reached.wait()
         # 10:54 was submitted and never ran; the eight ticks up to 11:02 were skipped.
-        assert [when for _, _, when in queue.submitted] == [at(10, 54)]
+        assert submitted(logs) == [at(10, 54)]
         skipped = [entry for entry in logs if entry["event"] == "schedule_skipped"]
         assert len(skipped) == 8
-        assert skipped[0]["job"] == "cleanup"
+        assert (skipped[0]["job"], skipped[0]["reason"]) == ("cleanup", "previous run not finished")
         assert skipped[0]["tick"] == "2026-11-27T10:55:00+00:00"
         # Once the run finishes, the next tick is submitted again.
-        await queue.held.pop()()
+        runs.gate.set()
+        await runs.queue.join()
         time.advance_to(at(11, 3) + HALF_MINUTE)
         await time.reached.wait()
         await scheduler.stop()
-    assert ran == ["cleanup"]
-    assert [when for _, _, when in queue.submitted] == [at(10, 54), at(11, 3)]
+        await runs.queue.join()
+    assert runs.ran == ["cleanup", "cleanup"]
+    assert submitted(logs) == [at(10, 54), at(11, 3)]
+    await runs.queue.drain(1)
+
+
+async def test_a_tick_another_replica_queued_is_not_queued_again() -> None:
+    """Redis mode: every replica's scheduler fires; the tick's de-duplication key lets one through."""
+    time = FakeTime(START, until=at(11, 0) + HALF_MINUTE)
+    runs = ScheduledRuns(run_jobs=True)
+    first = Scheduler({"sync": "0 * * * *"}, queue=runs.queue, clock=time.clock, sleep=time.sleep)
+    second = Scheduler({"sync": "0 * * * *"}, queue=runs.queue, clock=time.clock, sleep=time.sleep)
+    with capture_logs() as logs:
+        first.start()
+        second.start()
+        await time.reached.wait()
+        await first.stop()
+        await second.stop()
+        await runs.queue.join()
+    assert runs.ran == ["sync"]
+    assert [entry["event"] for entry in logs if entry.get("job") == "sync" and "tick" in entry] == [
+        "schedule_submitted",
+        "schedule_taken",
+    ]
+    await runs.queue.drain(1)
 
 
 async def test_stop_cancels_the_timer_and_nothing_fires_after_it() -> None:
     time = FakeTime(START, until=at(10, 59))
-    queue = FakeQueue(time, run_jobs=True)
-    scheduler = Scheduler(
-        {"eol update": "0 * * * *"}, queue=queue, job_for=recording([]), clock=time.clock, sleep=time.sleep
-    )
+    runs = ScheduledRuns(run_jobs=True)
+    scheduler = Scheduler({"eol update": "0 * * * *"}, queue=runs.queue, clock=time.clock, sleep=time.sleep)
     scheduler.start()
     await time.reached.wait()
     assert scheduler.running
     with capture_logs() as logs:
         await scheduler.stop()
-    assert not scheduler.running
+        assert not scheduler.running
+        time.advance_to(at(13, 0))
+        await asyncio.sleep(0.01)
     assert [entry["event"] for entry in logs] == ["schedule_stopped"]
-    time.advance_to(at(13, 0))
-    await asyncio.sleep(0)
-    assert queue.submitted == []
+    assert runs.ran == []
     await scheduler.stop()  # a second stop (the shutdown path) is harmless
+    await runs.queue.drain(1)
 
 
 async def test_without_a_schedule_nothing_starts() -> None:
-    scheduler = Scheduler({}, queue=FakeQueue(FakeTime(START, START), run_jobs=True), job_for=recording([]))
+    scheduler = Scheduler({}, queue=ScheduledRuns(run_jobs=True).queue)
     scheduler.start()
     assert not scheduler.running
     await scheduler.stop()
 
 
 async def test_a_draining_queue_refuses_the_tick_and_the_job_is_not_stuck() -> None:
-    queue = JobQueue(workers=1)
-    queue.start()
-    await queue.drain(0.1)
+    runs = ScheduledRuns(run_jobs=True)
+    await runs.queue.drain(0.1)
     time = FakeTime(START, until=at(11, 1) + HALF_MINUTE)
-    scheduler = Scheduler(
-        {"sync": "0 * * * *"}, queue=queue, job_for=recording([]), clock=time.clock, sleep=time.sleep
-    )
+    scheduler = Scheduler({"sync": "0 * * * *"}, queue=runs.queue, clock=time.clock, sleep=time.sleep)
     with capture_logs() as logs:
         scheduler.start()
         await time.reached.wait()
@@ -232,20 +242,44 @@ async def test_a_draining_queue_refuses_the_tick_and_the_job_is_not_stuck() -> N
 
 
 class StubRuntime:
-    def __init__(self, outcomes: dict[str, str | Exception]) -> None:
+    """What the router asks of the bot's runtime, for scheduled jobs only."""
+
+    def __init__(self, outcomes: dict[str, str | Exception], *, attempts: int = 1) -> None:
         self.outcomes = outcomes
+        bot = f"bot: {{job_attempts: {attempts}, retry_delay: 50ms}}\n"
+        self.config = load_config_text("registry: {provider: local, path: /nonexistent}\n" + bot)
+        self.calls: list[str] = []
+
+    async def refresh(self) -> None:
+        return None
 
     async def run_scheduled(self, job: ScheduledJob) -> str:
+        self.calls.append(job)
         outcome = self.outcomes[job]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
 
-async def test_scheduled_runs_log_job_finished_and_survive_failures() -> None:
-    queue = JobQueue(workers=2)
-    queue.start()
+def load_config_text(text: str):
+    return parse_config(text, "imglife.yaml", Path("/nonexistent"))
+
+
+async def run_through_a_queue(runtime: StubRuntime, jobs: list[ScheduledJob]) -> tuple[list[dict], Metrics]:
     metrics = Metrics.create()
+    router = Router(runtime, metrics, config_dir=Path())  # type: ignore[arg-type]
+    queue = MemoryQueue(router.run, workers=2)
+    queue.start()
+    with capture_logs() as logs:
+        await queue.enqueue([scheduled_job(job) for job in jobs])
+        await queue.join()
+        await asyncio.sleep(0.3)  # retries come back after retry_delay
+        await queue.join()
+    await queue.drain(1)
+    return logs, metrics
+
+
+async def test_scheduled_runs_log_job_finished_and_survive_failures() -> None:
     runtime = StubRuntime(
         {
             "sync": "synced",
@@ -253,12 +287,7 @@ async def test_scheduled_runs_log_job_finished_and_survive_failures() -> None:
             "cleanup": RuntimeError("bug"),
         }
     )
-    router = Router(runtime, Waits(queue), metrics, config_dir=Path())  # type: ignore[arg-type]
-    with capture_logs() as logs:
-        for job in ("sync", "eol notify", "cleanup"):
-            queue.submit(schedule_key(job), router.scheduled_job(job), name=schedule_key(job))
-        await queue.join()
-    await queue.drain(1)
+    logs, metrics = await run_through_a_queue(runtime, ["sync", "eol notify", "cleanup"])
     finished = {entry["handler"]: entry for entry in logs if entry["event"] == "job_finished"}
     assert finished["schedule:sync"]["outcome"] == "synced"
     assert finished["schedule:eol notify"]["outcome"] == "failed"
@@ -266,6 +295,31 @@ async def test_scheduled_runs_log_job_finished_and_survive_failures() -> None:
     assert finished["schedule:cleanup"]["outcome"] == "error"
     assert [entry["handler"] for entry in logs if entry["event"] == "job_crashed"] == ["schedule:cleanup"]
     assert metrics.jobs.labels("schedule:sync", "synced")._value.get() == 1
+    gave_up = {entry["handler"]: entry for entry in logs if entry["event"] == "job_gave_up"}
+    assert set(gave_up) == {"schedule:eol notify", "schedule:cleanup"}
+    assert gave_up["schedule:cleanup"]["reason"].startswith("an internal error")  # no exception text
+    assert "bug" not in gave_up["schedule:cleanup"]["reason"]
+
+
+async def test_a_failing_job_is_retried_then_given_up_and_its_key_is_free_again() -> None:
+    runtime = StubRuntime({"cleanup": ImglifeError("registry answered 503"), "sync": "synced"}, attempts=3)
+    logs, _ = await run_through_a_queue(runtime, ["cleanup", "sync"])
+    runs = [
+        entry for entry in logs if entry["event"] == "job_finished" and entry["handler"] == "schedule:cleanup"
+    ]
+    assert [entry["outcome"] for entry in runs] == ["retrying", "retrying", "failed"]
+    assert [entry.get("attempt", 1) for entry in runs] == [1, 2, 3]
+    assert [entry["retry_in_s"] for entry in runs[:2]] == [0.1, 0.1]  # 50 ms, doubled: 0.05 -> 0.1 rounded
+    (gave_up,) = [entry for entry in logs if entry["event"] == "job_gave_up"]
+    assert (gave_up["attempts"], gave_up["reason"], gave_up["reported"]) == (
+        3,
+        "registry answered 503",
+        "log",
+    )
+    assert runtime.calls.count("cleanup") == 3
+    # A new run of the same job is taken as usual afterwards.
+    logs, _ = await run_through_a_queue(runtime, ["sync"])
+    assert [entry["outcome"] for entry in logs if entry["event"] == "job_finished"] == ["synced"]
 
 
 # -- the jobs themselves, run by the bot's runtime as the scheduler would ---------------------------

@@ -81,6 +81,10 @@ DEFAULT_BOT_HOST = "0.0.0.0"  # noqa: S104 - the bot runs in a container behind 
 DEFAULT_BOT_PORT = 8080
 DEFAULT_BOT_WORKERS = 4
 DEFAULT_REGISTER_WAIT = 30 * 60.0
+DEFAULT_JOB_ATTEMPTS = 3
+DEFAULT_RETRY_DELAY = 10.0
+DEFAULT_VISIBILITY_TIMEOUT = 60.0
+DEFAULT_DRAIN_TIMEOUT = 30.0
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
 
 # Keys of `registry` that only make sense for some providers; the others are common to all.
@@ -777,6 +781,13 @@ class BotConfig(_Model):
     config_repo: ProjectPath | None = None
     redis_url: RedisUrl | None = None
     schedule: dict[ScheduledJob, Cron] = Field(default_factory=dict)
+    job_attempts: Annotated[StrictInt, Field(ge=1, le=20)] = DEFAULT_JOB_ATTEMPTS
+    retry_delay: PositiveDuration = DEFAULT_RETRY_DELAY
+    # Redis mode: a job whose replica stopped renewing its lease for this long is run by another.
+    visibility_timeout: Annotated[float, BeforeValidator(parse_duration), Field(ge=1.0)] = (
+        DEFAULT_VISIBILITY_TIMEOUT
+    )
+    drain_timeout: Duration = DEFAULT_DRAIN_TIMEOUT
     # GitLab sends at most 25 MiB and the parsers refuse more: the limit can only be lowered.
     max_body_bytes: Annotated[StrictInt, Field(ge=1024, le=DEFAULT_MAX_BODY_BYTES)] = DEFAULT_MAX_BODY_BYTES
 

@@ -3,8 +3,10 @@
 Status codes (SPEC §6.1): 401 for a missing or wrong secret and when that forge's secret is not
 configured (fail closed); 413 above the body limit; 400 for a body that is not a JSON object;
 415 for a Gitea hook sending form data; 2xx for every authentic delivery, ignored ones included,
-because GitLab disables hooks that keep failing. ``dispatch`` decides what work an event means; it
-returns ``(ordering key, job name, job)`` triples and must itself not wait on the network.
+because GitLab disables hooks that keep failing; 503 while stopping, or when the work can be
+neither queued nor held (Redis away and its outbox full). ``dispatch`` decides what work an event
+means (jobs to queue, deferred jobs to wake) and must itself not wait on the network; the queue
+then de-duplicates and queues in one step.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -22,16 +24,24 @@ from bot.events import Forge, ForgeEvent
 from bot.forges.gitea_hooks import parse_gitea
 from bot.forges.gitlab_hooks import parse_gitlab
 from bot.forges.webhooks import WebhookRejected
-from bot.server.dedupe import Deduplicator
-from bot.server.jobs import Job, JobQueue
+from bot.server.jobs import Enqueued, JobSpec, Queue, QueueUnavailable
 from bot.server.metrics import Metrics
 
 DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024  # GitLab's own cap on webhook bodies
 DEFAULT_DRAIN_SECONDS = 30.0
 QUIET_SECONDS = 0.01  # no delivery for this long: the burst is over, jobs may start
 
-Work = tuple[str, str, Job]  # (ordering key, job name, job)
-Dispatch = Callable[[ForgeEvent], Sequence[Work]]
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What a delivery means: jobs to queue, and wake keys of deferred jobs to run now."""
+
+    jobs: Sequence[JobSpec] = field(default_factory=tuple)
+    wakes: Sequence[str] = field(default_factory=tuple)
+
+
+NO_WORK = Work()
+Dispatch = Callable[[ForgeEvent], Work]
 Parser = Callable[..., ForgeEvent | None]
 
 
@@ -57,7 +67,7 @@ class InFlight:
             await asyncio.sleep(left)
 
 
-QUEUE = web.AppKey("queue", JobQueue)
+QUEUE = web.AppKey("queue", Queue)
 METRICS = web.AppKey("metrics", Metrics)
 
 log = structlog.get_logger(__name__)
@@ -67,7 +77,6 @@ log = structlog.get_logger(__name__)
 class ReceiverSettings:
     gitlab_secret: str | None
     gitea_secret: str | None
-    workers: int = 4
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
 
@@ -83,7 +92,7 @@ def _answer(status: int, text: str) -> web.Response:
 
 
 def _receiver(
-    forge: Forge, settings: ReceiverSettings, dispatch: Dispatch, dedupe: Deduplicator, in_flight: InFlight
+    forge: Forge, settings: ReceiverSettings, dispatch: Dispatch, in_flight: InFlight
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     parse = PARSERS[forge]
 
@@ -113,21 +122,25 @@ def _receiver(
             structlog.contextvars.bind_contextvars(
                 delivery_id=event.delivery_id, project=event.repo.path, webhook_event=event_name
             )
+            work = dispatch(event)
+            if not work.jobs and not work.wakes:
+                outcome = "ignored"
+                return _answer(202, "ignored")
             keys = [event.content_key]
             if event.idempotency_key:
                 keys.append(f"{forge}:idempotency:{event.idempotency_key}")
-            if not dedupe.first_time(*keys):
+            try:
+                queued = await queue.enqueue(work.jobs, dedupe=keys, wakes=work.wakes)
+            except QueueUnavailable as exc:
+                outcome = "unavailable"
+                log.error("delivery_refused", reason=str(exc))
+                return _answer(503, "cannot queue the work now")
+            if queued is Enqueued.DUPLICATE:
                 outcome = "duplicate"
                 return _answer(200, "duplicate")
-            work = dispatch(event)
-            if not work:
-                outcome = "ignored"
-                return _answer(202, "ignored")
-            if not queue.accepting:
+            if queued is Enqueued.DRAINING:
                 outcome = "draining"
                 return _answer(503, "shutting down")
-            for key, name, job in work:
-                queue.submit(key, job, name=name)
             metrics.queue_depth.set(queue.depth)
             return _answer(202, "accepted")
         finally:
@@ -145,9 +158,12 @@ async def _healthz(_request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if request.app[QUEUE].accepting:
-        return _answer(200, "ready")
-    return _answer(503, "draining")
+    queue = request.app[QUEUE]
+    if not queue.accepting:
+        return _answer(503, "draining")
+    if not queue.ready:
+        return _answer(503, "waiting for redis")
+    return _answer(200, "ready")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -160,20 +176,18 @@ def build_app(
     settings: ReceiverSettings,
     *,
     dispatch: Dispatch,
-    dedupe: Deduplicator | None = None,
-    queue: JobQueue | None = None,
+    queue: Queue,
     metrics: Metrics | None = None,
     in_flight: InFlight | None = None,
 ) -> web.Application:
     """The aiohttp application; the job queue starts with the app and drains on shutdown.
 
-    A ``queue`` built by the caller should take ``idle=in_flight.idle`` (the same ``in_flight``).
+    The ``queue`` should take ``idle=in_flight.idle`` (the same ``in_flight``).
     """
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[METRICS] = metrics or Metrics.create()
     in_flight = in_flight or InFlight()
-    app[QUEUE] = queue = queue or JobQueue(workers=settings.workers, idle=in_flight.idle)
-    memory = dedupe or Deduplicator()
+    app[QUEUE] = queue
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         queue.start()
@@ -182,7 +196,7 @@ def build_app(
 
     app.cleanup_ctx.append(lifecycle)
     for forge in Forge:
-        app.router.add_post(f"/webhooks/{forge}", _receiver(forge, settings, dispatch, memory, in_flight))
+        app.router.add_post(f"/webhooks/{forge}", _receiver(forge, settings, dispatch, in_flight))
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)

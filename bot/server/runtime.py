@@ -4,16 +4,26 @@ The configuration can be replaced while serving (a push to ``bot.config_repo``);
 the configuration current when it starts, with the record store and registry client built for it.
 Clients built for a replaced configuration are closed at shutdown, not while a job may use them.
 :meth:`BotRuntime.run_scheduled` runs one ``bot.schedule`` job with the configuration in force.
+
+With several replicas (Redis mode) a reload happens on the one replica that ran the job; it
+publishes the text through a :class:`ConfigShare`, and every replica adopts the newest published
+text before its next job (:meth:`BotRuntime.refresh`) — provided it was started from the same
+``imglife.yaml`` (same digest): a replica started from an edited file keeps its own until a reload.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from bot.config import Config
+import structlog
+
+from bot.config import Config, parse_config
 from bot.config.schema import ScheduledJob
 from bot.errors import ImglifeError
 from bot.events import Forge as ForgeKind
@@ -31,6 +41,24 @@ from handlers.status import gather_report
 from handlers.sync import Progress, SyncSummary, no_progress, sync_mirrors, sync_parallelism
 
 COMMAND_NAME = "serve"
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedConfig:
+    version: int
+    source: bytes
+    label: str  # where the text came from: "platform/base-images@0123456789ab"
+    base: str  # digest of the imglife.yaml the publishing replica was started from
+
+
+class ConfigShare(Protocol):
+    """Where replicas publish a reloaded configuration and find the newest one (Redis mode)."""
+
+    async def publish(self, source: bytes, label: str, base: str) -> int: ...
+
+    async def newer_than(self, version: int) -> SharedConfig | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +156,11 @@ class BotRuntime:
         *,
         critical_days: int,
         on_bytes: Callable[[int], None] = lambda _count: None,
+        share: ConfigShare | None = None,
     ) -> None:
         self._path = config_path
+        self._share = share
+        self._shared_version = 0
         self._environ = environ
         self._critical_days = critical_days
         self._on_bytes = on_bytes
@@ -142,6 +173,7 @@ class BotRuntime:
         self._retired: list[_Services] = []
         # Read once: the file on disk may change later, but this text is what the bot runs with.
         source = config_path.read_bytes()
+        self._base = hashlib.sha256(source).hexdigest()
         self._services = self._build(config, lambda: source)
 
     @property
@@ -162,17 +194,54 @@ class BotRuntime:
             source,
         )
 
-    def replace_config(self, config: Config, source: bytes) -> None:
-        """Use ``config`` (parsed from ``source``) for every job that starts from now on.
+    async def replace_config(self, config: Config, source: bytes, *, label: str) -> None:
+        """Use ``config`` (parsed from ``source``) for every job that starts from now on, here and,
+        in Redis mode, on every replica (raises :class:`ImglifeError` when it cannot be shared).
 
-        Of the ``bot`` section only what jobs read is taken (``permissions``, ``register_wait``):
-        the listener, the workers, the forge clients, ``config_repo`` and ``schedule`` stay as
-        started, so a reloaded file cannot stop later reloads or point the bot at another forge.
+        Of the ``bot`` section only what jobs read is taken (``permissions``, ``register_wait``,
+        ``job_attempts``, ``retry_delay``): the listener, the workers, the queue, the forge clients,
+        ``config_repo`` and ``schedule`` stay as started, so a reloaded file cannot stop later
+        reloads or point the bot at another forge.
         """
+        self._use(config, source)
+        if self._share is not None:
+            try:
+                self._shared_version = await self._share.publish(source, label, self._base)
+            except Exception as exc:
+                raise ImglifeError(
+                    f"reloaded here, but could not share the configuration with the other replicas: {exc}"
+                ) from exc
+
+    async def refresh(self) -> None:
+        """Adopt a configuration another replica reloaded since the last look (Redis mode)."""
+        if self._share is None:
+            return
+        try:
+            shared = await self._share.newer_than(self._shared_version)
+        except Exception as exc:  # noqa: BLE001 - Redis away: keep the configuration in force
+            log.debug("shared_config_unreadable", error=str(exc))
+            return
+        if shared is None:
+            return
+        self._shared_version = shared.version
+        if shared.base != self._base:
+            log.warning(
+                "shared_config_ignored", source=shared.label, reason="started from another imglife.yaml"
+            )
+            return
+        text = shared.source.decode("utf-8", errors="replace")
+        try:
+            config = await asyncio.to_thread(parse_config, text, shared.label, self._path.parent)
+        except ImglifeError as exc:
+            log.warning("shared_config_ignored", source=shared.label, reason=str(exc))
+            return
+        self._use(config, shared.source)
+        log.info("config_adopted", source=shared.label, version=shared.version)
+
+    def _use(self, config: Config, source: bytes) -> None:
         running = self._services.config.bot
-        bot = running.model_copy(
-            update={"permissions": config.bot.permissions, "register_wait": config.bot.register_wait}
-        )
+        keep = ("permissions", "register_wait", "job_attempts", "retry_delay")
+        bot = running.model_copy(update={name: getattr(config.bot, name) for name in keep})
         self._retired.append(self._services)
         self._services = self._build(config.model_copy(update={"bot": bot}), lambda: source)
 

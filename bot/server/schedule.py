@@ -1,11 +1,11 @@
 """``bot.schedule``: run ``sync``, ``cleanup``, ``eol update`` and ``eol notify`` at cron times (UTC).
 
-One task sleeps until the earliest next fire time, then submits each due job to the
-:class:`~bot.server.jobs.JobQueue` under the key ``schedule:<job>``. A job whose previous run is
-still queued or running skips the tick (log ``schedule_skipped``) instead of queueing a second
-run behind it. Missed ticks (the process was busy or asleep) are not replayed: after a run the
-next time is computed from "now". In one process exactly one scheduler runs; choosing one replica
-per tick across several processes comes with Redis mode.
+One task sleeps until the earliest next fire time, then queues each due job under the key
+``schedule:<job>``, with the tick as its de-duplication key: in Redis mode every replica runs a
+scheduler and the first to queue a tick wins, the others find it taken (``schedule_taken``), so
+each tick runs on exactly one replica. A job whose previous run is still queued or running skips
+the tick (log ``schedule_skipped``) instead of queueing a second run behind it. Missed ticks (the
+process was busy or asleep) are not replayed: after a run the next time is computed from "now".
 
 The clock and the sleep are injected so that tests drive time without waiting.
 """
@@ -16,27 +16,23 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
 
 import structlog
 from croniter import croniter
 
 from bot.config.schema import ScheduledJob
-from bot.server.jobs import Job
+from bot.server.jobs import Enqueued, JobSpec, Queue, QueueUnavailable
 
 log = structlog.get_logger(__name__)
 
 KEY_PREFIX = "schedule:"
+SCHEDULE_HANDLER = "schedule"
 # The wall clock can jump (NTP, a suspended VM): waking at least this often re-reads it, so a
 # jump delays a tick by at most this much instead of by the whole sleep computed before it.
 MAX_SLEEP_SECONDS = 300.0
 
 Clock = Callable[[], dt.datetime]
 Sleep = Callable[[float], Awaitable[object]]
-
-
-class Submitter(Protocol):
-    def submit(self, key: str, job: Job, *, name: str) -> bool: ...
 
 
 def utc_now() -> dt.datetime:
@@ -55,22 +51,23 @@ def schedule_key(job: ScheduledJob) -> str:
     return f"{KEY_PREFIX}{job}"
 
 
+def scheduled_job(job: ScheduledJob) -> JobSpec:
+    return JobSpec(schedule_key(job), SCHEDULE_HANDLER, state={"job": job})
+
+
 class Scheduler:
     def __init__(
         self,
         schedule: Mapping[ScheduledJob, str],
         *,
-        queue: Submitter,
-        job_for: Callable[[ScheduledJob], Job],
+        queue: Queue,
         clock: Clock = utc_now,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._schedule = dict(schedule)
         self._queue = queue
-        self._job_for = job_for
         self._clock = clock
         self._sleep = sleep
-        self._active: set[ScheduledJob] = set()  # submitted and not finished
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -105,28 +102,23 @@ class Scheduler:
             now = self._clock()
             for job, at in upcoming.items():
                 if at <= now:
-                    self._fire(job, at)
+                    await self._fire(job, at)
                     upcoming[job] = next_fire(self._schedule[job], now)
                     log.info("schedule_next", job=job, cron=self._schedule[job], at=upcoming[job].isoformat())
 
-    def _fire(self, job: ScheduledJob, tick: dt.datetime) -> None:
-        if job in self._active:
-            log.warning(
-                "schedule_skipped", job=job, tick=tick.isoformat(), reason="previous run not finished"
+    async def _fire(self, job: ScheduledJob, tick: dt.datetime) -> None:
+        key = schedule_key(job)
+        try:
+            queued = await self._queue.enqueue(
+                [scheduled_job(job)], dedupe=[f"{key}:{tick.isoformat()}"], if_idle=key
             )
+        except QueueUnavailable as exc:  # Redis away and the outbox full: the next tick may do
+            log.error("schedule_skipped", job=job, tick=tick.isoformat(), reason=str(exc))
             return
-        run = self._job_for(job)
-
-        async def tracked() -> None:
-            try:
-                await run()
-            finally:
-                self._active.discard(job)
-
-        self._active.add(job)
-        if not self._queue.submit(schedule_key(job), tracked, name=schedule_key(job)):
-            # The queue is draining: the process is stopping and this tick is dropped.
-            self._active.discard(job)
-            log.warning("schedule_skipped", job=job, tick=tick.isoformat(), reason="draining")
-            return
-        log.info("schedule_submitted", job=job, tick=tick.isoformat())
+        if queued is Enqueued.ACCEPTED:
+            log.info("schedule_submitted", job=job, tick=tick.isoformat())
+        elif queued is Enqueued.DUPLICATE:
+            log.info("schedule_taken", job=job, tick=tick.isoformat(), reason="another replica queued it")
+        else:
+            reason = "previous run not finished" if queued is Enqueued.BUSY else "draining"
+            log.warning("schedule_skipped", job=job, tick=tick.isoformat(), reason=reason)
