@@ -88,11 +88,11 @@ class RunningRedis:
         self.start()
 
     def pause(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.alive():
             os.kill(self.proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.alive():
             os.kill(self.proc.pid, signal.SIGCONT)
 
 
