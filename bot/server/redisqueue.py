@@ -246,14 +246,13 @@ class RedisQueue:
             raise ValueError("workers must be at least 1")
         self._run = run
         self._redis = client
-        self._workers = workers
         self._lease_ms = max(int(visibility_timeout * 1000), 1000)
         self._idle_deliveries = idle
         self._prefix = prefix
         self._ttl = str(max(int(dedupe_ttl), 1))
         self.replica = replica or replica_name()
         self._where = where  # for logs: the URL without credentials
-        scripts = {
+        self._scripts = {
             name: client.register_script(_PRELUDE + body)
             for name, body in (
                 ("enqueue", _ENQUEUE),
@@ -264,7 +263,6 @@ class RedisQueue:
                 ("tick", _TICK),
             )
         }
-        self._scripts = scripts
         self._slots = asyncio.Semaphore(workers)
         self._running: dict[asyncio.Task[None], str] = {}
         self._outbox: deque[list[str]] = deque()
