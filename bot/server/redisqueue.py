@@ -12,7 +12,9 @@ can see the same job as theirs:
 - a running job's lease is renewed every third of ``visibility_timeout``. A replica that stops
   renewing (killed, frozen, cut off) loses the lease when it expires; ``tick``, run by every
   replica twice a second, hands the key to the others and counts a *takeover* against the job
-  (so a job that kills its replica every time is given up after ``bot.job_attempts``).
+  (so a job that kills its replica every time is given up after ``bot.job_attempts``). When no
+  replica has ticked for a third of the timeout — Redis itself was away, so nobody could renew —
+  every lease first gets one more timeout, so an outage alone never makes a job run twice.
 - ``finish`` removes the job and, for :class:`~bot.server.jobs.Later`, stores the next one in
   the ``delayed`` sorted set (by due time, and by wake key); ``tick`` queues jobs that came due.
 - ``release`` hands a running job back (its worker was stopped): the key is ready again at once.
@@ -36,6 +38,8 @@ from typing import Any
 
 import structlog
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -52,7 +56,7 @@ OUTBOX_MAX = 10_000  # deliveries held while Redis is away; beyond that they are
 SOCKET_TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 3.0
 RECONNECT_MIN_SECONDS = 0.2
-RECONNECT_MAX_SECONDS = 5.0
+RECONNECT_MAX_SECONDS = 1.0  # connection refused is cheap to ask again; held work waits for it
 RELEASE_TIMEOUT_SECONDS = 2.0
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
 
@@ -183,10 +187,20 @@ if redis.call('EXISTS', P .. 'key:' .. key) == 1 then offer(key, true) end
 return 1
 """
 
-# ARGV: prefix -> {depth, deferred jobs queued, keys taken over...}
+# ARGV: prefix, lease ms, gap ms -> {depth, deferred jobs queued, keys taken over...}
 _TICK = """
 local now = now_ms()
+local lease = tonumber(ARGV[2])
 local result = {0, 0}
+local last = tonumber(redis.call('GET', P .. 'ticked') or '0')
+redis.call('SET', P .. 'ticked', now)
+if now - last > tonumber(ARGV[3]) then
+  -- Nobody ticked for a while: Redis (or every replica) was away, and no owner could renew its
+  -- leases. Give them one more lease before anything counts as abandoned.
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now + lease)) do
+    redis.call('ZADD', P .. 'leases', now + lease, key)
+  end
+end
 for _, key in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 100)) do
   local token = redis.call('HGET', P .. 'owner', key)
   redis.call('ZREM', P .. 'leases', key)
@@ -224,6 +238,10 @@ def connect(url: str, *, username: str | None, password: str | None) -> aioredis
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         health_check_interval=10,
+        # One immediate retry on a fresh connection (a pooled one may be stale after a Redis
+        # restart), not redis-py's default of ten with backoff: the loops here retry themselves,
+        # and a delivery must not wait seconds for an answer.
+        retry=Retry(NoBackoff(), 1),
     )
     return client
 
@@ -384,6 +402,9 @@ class RedisQueue:
         delay = RECONNECT_MIN_SECONDS
         while not self._stopping:
             await self._slots.acquire()
+            # Before claiming, not after: a replica busy answering deliveries leaves the work to
+            # idle replicas instead of holding jobs it cannot start yet.
+            await self._yield_to_deliveries()
             if self._stopping:
                 self._slots.release()
                 return
@@ -433,7 +454,6 @@ class RedisQueue:
                 if takeovers:
                     log.warning("job_taken_over", key=key, job=job.handler, takeovers=takeovers)
                     job = replace(job, attempt=job.attempt + takeovers)
-                await self._yield_to_deliveries()
                 renew = asyncio.create_task(self._keep_lease(key, token))
                 try:
                     later = await self._run(job)
@@ -496,7 +516,8 @@ class RedisQueue:
     async def _tick_loop(self) -> None:
         while True:
             try:
-                result = await self._scripts["tick"](args=[self._prefix])
+                gap_ms = self._lease_ms // 3  # a shorter silence cannot have let a renewed lease expire
+                result = await self._scripts["tick"](args=[self._prefix, self._lease_ms, gap_ms])
             except UNAVAILABLE as exc:
                 self._unavailable(exc)
             else:

@@ -13,6 +13,7 @@ failure status or comment (:mod:`handlers.failures`). Its key is free again for 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -139,6 +140,10 @@ class Router:
             await self._runtime.refresh()
             outcome, later = await self._body(job, event)
             level = "info"
+        except asyncio.CancelledError:
+            # Stopped by the drain: in Redis mode the job goes back to the queue and runs again.
+            outcome, level = "interrupted", "warning"
+            raise
         except ConfigError as exc:
             fields["problems"] = exc.problems[:20]
             outcome, level = "config_error", "warning"
