@@ -1,6 +1,6 @@
 """Benchmark: webhook acknowledgement latency of `imglife serve`, against a gidgetlab bot, same load.
 
-    scripts/bench webhooks [--deliveries N] [--concurrency N] [--runs N] [--floor] [--eol-cycles N]
+    scripts/bench webhooks [--deliveries N] [--concurrency N] [--runs N] [--floor] [--redis] [--eol-cycles N]
 
 N signed GitLab "Merge Request Hook" deliveries (default 2,000; each a different merge request
 and head commit, so de-duplication drops none) are posted with C connections (default 100, one
@@ -19,7 +19,8 @@ less CPU per request than the server under test, so the latency measured is the 
   gidgetlab bots are written.
 
 ``--floor`` adds a bare aiohttp app that answers 202 and does nothing: what this harness can
-measure at best. Both bots talk to the in-repo GitLab fake (tests/fakes/gitlab.py), which runs
+measure at best. ``--redis`` adds `imglife serve` in Redis mode (Debian's redis-server beside wrk
+and the fake): each delivery is de-duplicated and queued by a script in Redis before the answer. Both bots talk to the in-repo GitLab fake (tests/fakes/gitlab.py), which runs
 in a process of its own. Each server is pinned to one CPU with taskset; wrk, the fake and this
 harness get the other CPUs (on two cores, wrk shares CPU 1 with the fake, which is busy with
 imglife's background checks while imglife is measured). Each side of each run has a GitLab
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.fakes.gitlab import DEVELOPER, FakeGitLab  # noqa: E402
+from tests.helpers.redis import RunningRedis, start_redis  # noqa: E402
 
 TOKEN = "glpat-bench-webhooks"  # noqa: S105 - a throwaway token for the fake
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway webhook secret
@@ -455,7 +457,7 @@ def eol_data(cycles: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def imglife_side(workers: int, eol_cycles: int | None) -> Side:
+def imglife_side(workers: int, eol_cycles: int | None, redis: RunningRedis | None = None) -> Side:
     def argv(workdir: Path, fake_url: str, port: int) -> list[str]:
         config = workdir / "imglife.yaml"
         config.write_text(CONFIG.format(gitlab_url=fake_url, workers=workers))
@@ -467,7 +469,11 @@ def imglife_side(workers: int, eol_cycles: int | None) -> Side:
         return [imglife, "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)]
 
     env = {"IMGLIFE_GITLAB_WEBHOOK_SECRET": SECRET, "GITLAB_TOKEN": TOKEN}
-    return Side("imglife", f"imglife serve ({workers} workers)", "/webhooks/gitlab", "/readyz", argv, env)
+    key, label = "imglife", f"imglife serve ({workers} workers)"
+    if redis is not None:
+        env |= {"IMGLIFE_REDIS_URL": redis.url, "IMGLIFE_REDIS_PASSWORD": redis.password}
+        key, label = "imglife-redis", f"imglife serve on Redis ({workers} workers)"
+    return Side(key, label, "/webhooks/gitlab", "/readyz", argv, env)
 
 
 def peer_side() -> Side:
@@ -555,7 +561,7 @@ async def run_side(
             f"wrk {wrk_cpu}; until the work was done: server "
             f"{server.cpu_seconds() - server_cpu:.1f} s, fake {fake.cpu_seconds() - fake_cpu:.1f} s"
         )
-        if side.key == "imglife":
+        if side.key.startswith("imglife"):
             result.notes.append(await imglife_metrics(base))
         if server.process.poll() is not None:
             result.notes.append(f"server exited with {server.process.returncode}")
@@ -572,7 +578,7 @@ def print_report(results: list[Result], args: argparse.Namespace, pinned: str) -
         f"concurrency {args.concurrency}, {pinned}"
     )
     print(
-        f"{'run':>3} {'server':<32} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'run':>3} {'server':<36} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} "
         f"{'deliv/s':>8} {'non-2xx':>7} {'work done':>10}"
     )
     for r in results:
@@ -580,7 +586,7 @@ def print_report(results: list[Result], args: argparse.Namespace, pinned: str) -
         if r.key == "floor":
             work = "none"
         latencies = " ".join(f"{r.ms(statistic):>8.1f}" for statistic in ("p50", "p90", "p99", "max"))
-        print(f"{r.run:>3} {r.side:<32} {latencies} {r.load.rate:>8.0f} {r.load.non_2xx:>7} {work:>10}")
+        print(f"{r.run:>3} {r.side:<36} {latencies} {r.load.rate:>8.0f} {r.load.non_2xx:>7} {work:>10}")
         for note in r.notes:
             print(f"    {note}")
     ok = all(not r.load.failures for r in results)
@@ -595,6 +601,13 @@ def print_report(results: list[Result], args: argparse.Namespace, pinned: str) -
             f"p99 goal (< {GOAL_P99_MS:g} ms): {goal} ({mine.ms('p99'):.1f} ms)"
         )
         ok = ok and all(r.work_seconds is not None for r in (mine, peer))
+        shared = next((r for r in results if r.run == run and r.key == "imglife-redis"), None)
+        if shared is not None:
+            print(
+                f"run {run}: imglife on Redis / in memory p50 {shared.ms('p50') / mine.ms('p50'):.2f}, "
+                f"p99 {shared.ms('p99') / mine.ms('p99'):.2f}"
+            )
+            ok = ok and shared.work_seconds is not None
     print(
         "ratio = imglife latency / peer latency (below 1.0: imglife answers sooner); "
         "latency = wrk's, from writing a request to reading its whole answer; "
@@ -616,10 +629,13 @@ async def bench(args: argparse.Namespace) -> bool:
         os.sched_setaffinity(0, harness)
     results: list[Result] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp, contextlib.ExitStack() as stack:
+            # Started after the affinity above: Redis runs beside wrk and the fake, not the servers.
+            redis = stack.enter_context(start_redis()) if args.redis else None
             for run in range(1, args.runs + 1):
                 sides = [
                     imglife_side(args.workers, args.eol_cycles),
+                    *([imglife_side(args.workers, args.eol_cycles, redis)] if redis else []),
                     peer_side(),
                     *([floor_side()] if args.floor else []),
                 ]
@@ -650,6 +666,11 @@ def main() -> None:
         "--floor",
         action="store_true",
         help="also measure a bare aiohttp app that answers 202 and does nothing",
+    )
+    parser.add_argument(
+        "--redis",
+        action="store_true",
+        help="also measure imglife serve in Redis mode (a local redis-server): the shared queue's cost",
     )
     parser.add_argument(
         "--jobs-timeout", type=float, default=300.0, help="seconds to wait for imglife's background checks"
