@@ -11,9 +11,9 @@ Each replica count R (default 1, then 2, then 3) does the same work from a clean
 * **Replicas**: R ``imglife serve`` subprocesses on free ports, one imglife.yaml (the GitLab fake
   as forge, ``bot.workers: W``, default 4), ``IMGLIFE_REDIS_URL`` and ``IMGLIFE_REDIS_PASSWORD``
   in the environment; started fresh for the round and stopped (SIGTERM) after it.
-* **Forge**: the in-repo GitLab fake (tests/fakes/gitlab.py) in a process of its own, as in
-  bench/webhooks.py; fresh projects each round, 100 merge requests per project, each with a head
-  commit and a Dockerfile of its own.
+* **Forge**: the in-repo GitLab fake (tests/fakes/gitlab.py) in a process of its own
+  (bench/forge.py, as bench/webhooks.py uses it); fresh projects each round, 100 merge requests
+  per project, each with a head commit and a Dockerfile of its own.
 
 N signed GitLab "Merge Request Hook" deliveries (default 5,000; action open, each a different
 merge request) each mean one ``check`` job doing forge work on the fake: read .imglife.yml and
@@ -53,7 +53,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -66,7 +65,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +74,15 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.gitlab import DEVELOPER, FakeGitLab  # noqa: E402
+from forge import FIXTURE, FakeProcess, hook_headers, merge_request_hook, write_imglife_config  # noqa: E402
+
 from tests.helpers.procs import ManagedProcess, free_port  # noqa: E402
 from tests.helpers.redis import RunningRedis, start_redis  # noqa: E402
 
 TOKEN = "glpat-bench-replicas"  # noqa: S105 - a throwaway token for the fake
 SECRET = "bench-replicas-secret"  # noqa: S105 - a throwaway webhook secret
-BOT_USER = "imglife-bot"
-STATUS_NAME = "imglife/check"
 HANDLER = "check"
-DEFAULT_BRANCH = "main"
-FIXTURE = ROOT / "tests" / "fixtures" / "webhooks" / "gitlab" / "merge_request__open.json"
-EOL_DATA = ROOT / "examples" / "eol-data.yaml"
 IMGLIFE = Path(sys.executable).with_name("imglife")
-REPO_SETTINGS = "dockerfiles:\n  - Dockerfile\ncheck:\n  strict: false\n"
-DOCKERFILE = "FROM registry.example.com/bases/alpine:3.21.3-core1.0.0\nRUN apk add --no-cache curl\n"
 MRS_PER_PROJECT = 100  # the fake scans a project's statuses on every post: keep projects small
 RESEND_EVERY = 10  # every 10th delivery is sent twice, to two replicas
 REDIS_PREFIX = "imglife:"  # bot/server/redisqueue.py PREFIX
@@ -113,126 +105,6 @@ WATCHED_EVENTS = (
     "held_deliveries_lost",
 )
 JOB_LINE = re.compile(r'^imglife_jobs_total\{handler="([^"]+)",outcome="([^"]+)"\} (\S+)$', re.MULTILINE)
-
-CONFIG = """\
-registry:
-  provider: local
-  path: records
-sync:
-  entries:
-    - source: docker.io/library/alpine
-      tag_regex: '^3\\.\\d+\\.\\d+$'
-      target: registry.example.com/mirrors/alpine
-      lifecycle:
-        product: alpine
-        track: minor
-build:
-  core_version: "1.0.0"
-  registry: registry.example.com/bases
-  images:
-    - name: alpine
-      folder: images/alpine
-      type: core
-      mirror_image: registry.example.com/mirrors/alpine
-      mirror_tag: "3.21.3"
-      version: "3.21.3"
-lifecycle:
-  eol_provider: local
-  eol_data_file: eol-data.yaml
-bot:
-  gitlab:
-    url: {gitlab_url}
-  workers: {workers}
-"""
-
-
-# --- the GitLab fake, in a process of its own (as in bench/webhooks.py) ---------------------------
-
-
-def _fake_main(conn: Connection) -> None:
-    with FakeGitLab() as fake:
-        fake.add_token(TOKEN, BOT_USER)
-        conn.send(fake.url)
-        while True:
-            command, args = conn.recv()
-            if command == "stop":
-                break
-            if command == "projects":
-                conn.send([_add_project(fake, path, changes) for path, changes in args])
-            elif command == "tally":
-                conn.send(_tally(fake, args))
-            elif command == "cpu":
-                conn.send(time.process_time())
-            else:
-                conn.send(None)
-
-
-def _add_project(fake: FakeGitLab, path: str, changes: list[tuple[int, str]]) -> int:
-    project = fake.add_project(path, members={BOT_USER: DEVELOPER}, default_branch=DEFAULT_BRANCH)
-    fake.add_file(project.id, DEFAULT_BRANCH, ".imglife.yml", REPO_SETTINGS)
-    for iid, sha in changes:
-        fake.add_merge_request(project.id, iid, f"feature-{iid}", sha)
-        fake.add_file(project.id, sha, "Dockerfile", DOCKERFILE)
-    return project.id
-
-
-def _tally(fake: FakeGitLab, project_ids: list[int]) -> dict[str, int]:
-    """imglife/check statuses and bot comments on the merge requests of ``project_ids``."""
-    statuses: Counter[tuple[int, str]] = Counter()
-    comments: Counter[tuple[int, int]] = Counter()
-    with fake.lock:
-        for project_id in project_ids:
-            project = fake.project(project_id)
-            statuses.update((project_id, s.sha) for s in project.statuses if s.name == STATUS_NAME)
-            for iid, mr in project.merge_requests.items():
-                bot_notes = sum(1 for n in mr.notes if n.author.username == BOT_USER and not n.system)
-                if bot_notes:
-                    comments[(project_id, iid)] = bot_notes
-    return {
-        "statuses": sum(statuses.values()),
-        "heads": len(statuses),
-        "heads_twice": sum(1 for n in statuses.values() if n > 1),
-        "comments": sum(comments.values()),
-        "mrs_commented": len(comments),
-        "mrs_twice": sum(1 for n in comments.values() if n > 1),
-    }
-
-
-class FakeProcess:
-    def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_fake_main, args=(child,), name="fake-gitlab", daemon=True)
-        self._process.start()
-        child.close()
-        if not self._conn.poll(START_TIMEOUT):
-            self.stop()
-            raise SystemExit("the GitLab fake did not start")
-        self.url: str = self._conn.recv()
-
-    def call(self, command: str, args: Any) -> Any:
-        self._conn.send((command, args))
-        return self._conn.recv()
-
-    def add_projects(self, projects: list[tuple[str, list[tuple[int, str]]]]) -> list[int]:
-        return [int(i) for i in self.call("projects", projects)]
-
-    def tally(self, project_ids: list[int]) -> dict[str, int]:
-        return dict(self.call("tally", project_ids))
-
-    def cpu_seconds(self) -> float:
-        return float(self.call("cpu", None))
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            with contextlib.suppress(OSError):
-                self._conn.send(("stop", None))
-            self._process.join(STOP_GRACE)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(STOP_GRACE)
-        self._conn.close()
-
 
 # --- deliveries -----------------------------------------------------------------------------------
 
@@ -279,26 +151,15 @@ def plan_changes(fake: FakeProcess, tag: str, count: int, prefix: str) -> list[C
 
 def delivery_body(template: dict[str, Any], fake_url: str, change: Change) -> bytes:
     """A Merge Request Hook body shaped like GitLab's documented example, for ``change``."""
-    payload = json.loads(json.dumps(template))
-    web_url = f"{fake_url}/{change.path}"
-    payload["project"].update(
-        id=change.project_id,
-        path_with_namespace=change.path,
-        default_branch=DEFAULT_BRANCH,
-        web_url=web_url,
-    )
-    attrs = payload["object_attributes"]
-    attrs.update(
-        id=100_000 + change.iid,
+    payload = merge_request_hook(
+        template,
+        fake_url,
+        change.project_id,
+        change.path,
         iid=change.iid,
-        action="open",
-        source_branch=f"feature-{change.iid}",
-        target_branch=DEFAULT_BRANCH,
-        source_project_id=change.project_id,
-        target_project_id=change.project_id,
-        url=f"{web_url}/-/merge_requests/{change.iid}",
+        mr_id=100_000 + change.iid,
+        sha=change.sha,
     )
-    attrs["last_commit"].update(id=change.sha, url=f"{web_url}/-/commit/{change.sha}")
     return json.dumps(payload).encode()
 
 
@@ -309,11 +170,7 @@ def plan_deliveries(changes: list[Change], fake_url: str, replicas: int, resend_
     for i, change in enumerate(changes):
         delivery_id = str(uuid.uuid4())
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "GitLab/18.0.0",
-            "X-Gitlab-Event": "Merge Request Hook",
-            "X-Gitlab-Token": SECRET,
-            "X-Gitlab-Instance": fake_url,
+            **hook_headers(fake_url, SECRET),
             "X-Gitlab-Webhook-UUID": delivery_id,
             "X-Gitlab-Event-UUID": delivery_id,
             "Idempotency-Key": delivery_id,
@@ -544,9 +401,7 @@ async def run_round(
     store.flushall()
     round_dir = workdir / f"round-{number}-{count}"
     round_dir.mkdir()
-    config = round_dir / "imglife.yaml"
-    config.write_text(CONFIG.format(gitlab_url=fake.url, workers=args.workers))
-    shutil.copy(EOL_DATA, round_dir / "eol-data.yaml")
+    config = write_imglife_config(round_dir, fake.url, args.workers)
     env = {
         **os.environ,
         "IMGLIFE_GITLAB_WEBHOOK_SECRET": SECRET,
@@ -743,7 +598,7 @@ def print_report(results: list[Round]) -> bool:
 
 async def bench(args: argparse.Namespace) -> bool:
     print_header(args)
-    fake = FakeProcess()
+    fake = FakeProcess(TOKEN)
     results: list[Round] = []
     try:
         with start_redis() as server, workspace(args.keep) as tmp:
@@ -761,7 +616,7 @@ async def bench(args: argparse.Namespace) -> bool:
             finally:
                 store.close()
     finally:
-        fake.stop()
+        fake.stop(STOP_GRACE)
     return print_report(results)
 
 

@@ -20,8 +20,9 @@ less CPU per request than the server under test, so the latency measured is the 
 
 ``--floor`` adds a bare aiohttp app that answers 202 and does nothing: what this harness can
 measure at best. ``--redis`` adds `imglife serve` in Redis mode (Debian's redis-server beside wrk
-and the fake): each delivery is de-duplicated and queued by a script in Redis before the answer. Both bots talk to the in-repo GitLab fake (tests/fakes/gitlab.py), which runs
-in a process of its own. Each server is pinned to one CPU with taskset; wrk, the fake and this
+and the fake): each delivery is de-duplicated and queued by a script in Redis before the answer.
+Both bots talk to the in-repo GitLab fake (tests/fakes/gitlab.py), which runs in a process of
+its own (bench/forge.py). Each server is pinned to one CPU with taskset; wrk, the fake and this
 harness get the other CPUs (on two cores, wrk shares CPU 1 with the fake, which is busy with
 imglife's background checks while imglife is measured). Each side of each run has a GitLab
 project of its own and gets one warm-up delivery, also sent with wrk, before the N. Goal
@@ -35,37 +36,31 @@ import argparse
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fakes.gitlab import DEVELOPER, FakeGitLab  # noqa: E402
+from forge import FIXTURE, FakeProcess, hook_headers, merge_request_hook, write_imglife_config  # noqa: E402
+
+from tests.helpers.procs import free_port  # noqa: E402
 from tests.helpers.redis import RunningRedis, start_redis  # noqa: E402
 
 TOKEN = "glpat-bench-webhooks"  # noqa: S105 - a throwaway token for the fake
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway webhook secret
-BOT_USER = "imglife-bot"
-STATUS_NAME = "imglife/check"
-DEFAULT_BRANCH = "main"
-FIXTURE = ROOT / "tests" / "fixtures" / "webhooks" / "gitlab" / "merge_request__open.json"
-EOL_DATA = ROOT / "examples" / "eol-data.yaml"
 EOL_PRODUCTS = ("alpine", "debian", "go", "nodejs", "python", "ubuntu")
 PEER_SCRIPT = ROOT / "bench" / "peer_gidgetlab_bot.py"
 WRK_SCRIPT = ROOT / "bench" / "webhooks.lua"
@@ -74,43 +69,10 @@ WRK_MIN_SECONDS = 120  # wrk's -d (or N / 10 s if longer): a cap, the script sto
 WRK_TIMEOUT = "30s"  # an answer slower than this is a wrk timeout error, its latency unrecorded
 # The markers of the body template that bench/webhooks.lua fills in for each delivery.
 IID_MARK, ID_MARK, SHA_MARK = "@@IID@@", "@@ID@@", "@@SHA@@"
-REPO_SETTINGS = "dockerfiles:\n  - Dockerfile\ncheck:\n  strict: false\n"
-DOCKERFILE = "FROM registry.example.com/bases/alpine:3.21.3-core1.0.0\nRUN apk add --no-cache curl\n"
 GOAL_P99_MS = 50.0
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 POLL_SECONDS = 0.05
-
-CONFIG = """\
-registry:
-  provider: local
-  path: records
-sync:
-  entries:
-    - source: docker.io/library/alpine
-      tag_regex: '^3\\.\\d+\\.\\d+$'
-      target: registry.example.com/mirrors/alpine
-      lifecycle:
-        product: alpine
-        track: minor
-build:
-  core_version: "1.0.0"
-  registry: registry.example.com/bases
-  images:
-    - name: alpine
-      folder: images/alpine
-      type: core
-      mirror_image: registry.example.com/mirrors/alpine
-      mirror_tag: "3.21.3"
-      version: "3.21.3"
-lifecycle:
-  eol_provider: local
-  eol_data_file: eol-data.yaml
-bot:
-  gitlab:
-    url: {gitlab_url}
-  workers: {workers}
-"""
 
 # The floor: what this harness measures against an aiohttp server that does no work at all.
 FLOOR_APP = """
@@ -131,76 +93,6 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-# --- the GitLab fake, in a process of its own -----------------------------------------------------
-# The fake is a Python server too: in this process it would take the GIL from the harness while
-# imglife's background jobs call it.
-
-
-def _fake_main(conn: Connection, cores: set[int] | None) -> None:
-    if cores:
-        os.sched_setaffinity(0, cores)
-    with FakeGitLab() as fake:
-        fake.add_token(TOKEN, BOT_USER)
-        conn.send(fake.url)
-        while True:
-            command, args = conn.recv()
-            if command == "stop":
-                break
-            if command == "project":
-                path, changes = args
-                project = fake.add_project(path, members={BOT_USER: DEVELOPER}, default_branch=DEFAULT_BRANCH)
-                fake.add_file(project.id, DEFAULT_BRANCH, ".imglife.yml", REPO_SETTINGS)
-                for iid, sha in changes:
-                    fake.add_merge_request(project.id, iid, f"feature-{iid}", sha)
-                    fake.add_file(project.id, sha, "Dockerfile", DOCKERFILE)
-                conn.send(project.id)
-            elif command == "cpu":
-                conn.send(time.process_time())
-            elif command == "statuses":
-                with fake.lock:
-                    conn.send(sum(1 for s in fake.project(args).statuses if s.name == STATUS_NAME))
-            else:
-                conn.send(None)
-
-
-class FakeProcess:
-    def __init__(self, cores: set[int] | None) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(
-            target=_fake_main, args=(child, cores), name="fake-gitlab", daemon=True
-        )
-        self._process.start()
-        child.close()
-        if not self._conn.poll(START_TIMEOUT):
-            self.stop()
-            raise SystemExit("the GitLab fake did not start")
-        self.url: str = self._conn.recv()
-
-    def call(self, command: str, args: Any) -> Any:
-        self._conn.send((command, args))
-        return self._conn.recv()
-
-    def add_project(self, path: str, changes: Sequence[tuple[int, str]]) -> int:
-        return int(self.call("project", (path, list(changes))))
-
-    def statuses(self, project_id: int) -> int:
-        return int(self.call("statuses", project_id))
-
-    def cpu_seconds(self) -> float:
-        return float(self.call("cpu", None))
-
-    def stop(self) -> None:
-        if self._process.is_alive():
-            with contextlib.suppress(OSError):
-                self._conn.send(("stop", None))
-            self._process.join(STOP_TIMEOUT)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join(STOP_TIMEOUT)
-        self._conn.close()
-
-
 # --- servers under test ---------------------------------------------------------------------------
 
 
@@ -209,12 +101,6 @@ def with_taskset(argv: list[str], cores: set[int] | None) -> list[str]:
     if cores and taskset:
         return [taskset, "-c", ",".join(map(str, sorted(cores))), *argv]
     return argv
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -284,34 +170,10 @@ def body_template(fake_url: str, project_id: int, path: str) -> str:
     if "@@" in text:
         raise SystemExit(f"{FIXTURE} contains '@@', which the body template uses for its markers")
     template = json.loads(text)
-    web_url = f"{fake_url}/{path}"
-    template["project"].update(
-        id=project_id, path_with_namespace=path, default_branch=DEFAULT_BRANCH, web_url=web_url
+    payload = merge_request_hook(
+        template, fake_url, project_id, path, iid=IID_MARK, mr_id=ID_MARK, sha=SHA_MARK
     )
-    attrs = template["object_attributes"]
-    attrs.update(
-        id=ID_MARK,
-        iid=IID_MARK,
-        action="open",
-        source_branch=f"feature-{IID_MARK}",
-        target_branch=DEFAULT_BRANCH,
-        source_project_id=project_id,
-        target_project_id=project_id,
-        url=f"{web_url}/-/merge_requests/{IID_MARK}",
-    )
-    attrs["last_commit"].update(id=SHA_MARK, url=f"{web_url}/-/commit/{SHA_MARK}")
-    return json.dumps(template).replace(f'"{ID_MARK}"', ID_MARK).replace(f'"{IID_MARK}"', IID_MARK)
-
-
-def hook_headers(fake_url: str) -> dict[str, str]:
-    """The headers every delivery has; bench/webhooks.lua adds the three ids of each delivery."""
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": "GitLab/18.0.0",
-        "X-Gitlab-Event": "Merge Request Hook",
-        "X-Gitlab-Token": SECRET,
-        "X-Gitlab-Instance": fake_url,
-    }
+    return json.dumps(payload).replace(f'"{ID_MARK}"', ID_MARK).replace(f'"{IID_MARK}"', IID_MARK)
 
 
 @dataclass
@@ -374,8 +236,11 @@ class Wrk:
     async def send(self, first_iid: int, deliveries: int, concurrency: int, log: Path) -> Load:
         """Merge requests first_iid .. first_iid + deliveries - 1, over ``concurrency`` connections."""
         duration = max(WRK_MIN_SECONDS, deliveries // 10)
+        # The headers every delivery has; bench/webhooks.lua adds the three ids of each delivery.
         headers = [
-            arg for item in hook_headers(self.fake_url).items() for arg in ("--header", ": ".join(item))
+            arg
+            for item in hook_headers(self.fake_url, SECRET).items()
+            for arg in ("--header", ": ".join(item))
         ]
         script_args = [str(self.template), str(first_iid), str(deliveries), self.prefix]
         argv = [
@@ -459,12 +324,8 @@ def eol_data(cycles: int) -> str:
 
 def imglife_side(workers: int, eol_cycles: int | None, redis: RunningRedis | None = None) -> Side:
     def argv(workdir: Path, fake_url: str, port: int) -> list[str]:
-        config = workdir / "imglife.yaml"
-        config.write_text(CONFIG.format(gitlab_url=fake_url, workers=workers))
-        if eol_cycles is None:
-            shutil.copy(EOL_DATA, workdir / "eol-data.yaml")
-        else:
-            (workdir / "eol-data.yaml").write_text(eol_data(eol_cycles))
+        eol = None if eol_cycles is None else eol_data(eol_cycles)
+        config = write_imglife_config(workdir, fake_url, workers, eol)
         imglife = str(Path(sys.executable).with_name("imglife"))
         return [imglife, "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)]
 
@@ -624,7 +485,7 @@ async def bench(args: argparse.Namespace) -> bool:
     if harness:
         others = ",".join(map(str, sorted(harness)))
         pinned = f"servers on CPU {server_core}, wrk (load) and the GitLab fake on CPU {others}"
-    fake = FakeProcess(harness)
+    fake = FakeProcess(TOKEN, harness)
     if harness:
         os.sched_setaffinity(0, harness)
     results: list[Result] = []

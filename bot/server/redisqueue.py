@@ -75,24 +75,22 @@ local function append(id, key)
   local n = redis.call('RPUSH', P .. 'key:' .. key, id)
   if n == 1 and not redis.call('ZSCORE', P .. 'leases', key) then offer(key, false) end
 end
-local function forget(id)
+local function unwake(id)
   redis.call('ZREM', P .. 'delayed', id)
-  redis.call('HDEL', P .. 'jobs', id)
-  redis.call('HDEL', P .. 'jobkey', id)
-  redis.call('HDEL', P .. 'takeovers', id)
   local wake = redis.call('HGET', P .. 'wakeof', id)
   if wake then
     redis.call('HDEL', P .. 'wake', wake)
     redis.call('HDEL', P .. 'wakeof', id)
   end
 end
+local function forget(id)
+  unwake(id)
+  redis.call('HDEL', P .. 'jobs', id)
+  redis.call('HDEL', P .. 'jobkey', id)
+  redis.call('HDEL', P .. 'takeovers', id)
+end
 local function promote(id)
-  redis.call('ZREM', P .. 'delayed', id)
-  local wake = redis.call('HGET', P .. 'wakeof', id)
-  if wake then
-    redis.call('HDEL', P .. 'wake', wake)
-    redis.call('HDEL', P .. 'wakeof', id)
-  end
+  unwake(id)
   local key = redis.call('HGET', P .. 'jobkey', id)
   if key then append(id, key) end
 end
