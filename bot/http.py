@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 USER_AGENT = f"imglife/{__version__}"
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+# Sent again after a connection error only when repeating them cannot do a thing twice. A POST
+# whose connection broke may have been acted on (a comment posted): it is sent again only when
+# it never left (the connection could not be made).
+REPEATABLE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +92,11 @@ class HttpClient:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT),
+                # sock_read bounds each read only: a server trickling a byte at a time would hold
+                # a call forever. The whole request gets the connect and read timeouts, in all.
+                timeout=aiohttp.ClientTimeout(
+                    total=CONNECT_TIMEOUT + READ_TIMEOUT, connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+                ),
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
@@ -125,7 +133,8 @@ class HttpClient:
                         raw.status, CIMultiDictProxy(CIMultiDict(raw.headers)), await raw.read(), url
                     )
             except (aiohttp.ClientError, TimeoutError) as exc:
-                if self._retry.gives_up(attempt):
+                unsent = isinstance(exc, aiohttp.ClientConnectorError)
+                if self._retry.gives_up(attempt) or not (unsent or method.upper() in REPEATABLE_METHODS):
                     raise TransportError(f"{type(exc).__name__}: {exc}") from exc
                 log.warning(
                     "http_retry",

@@ -210,7 +210,10 @@ class GitLabForge(_RestClient):
         while page:
             params = {"sort": "asc", "order_by": "created_at", "per_page": str(PAGE_SIZE), "page": page}
             response = await self._call("GET", path, params=params, ok=(200,))
-            for note in response.json() or []:
+            notes = response.json()
+            if not isinstance(notes, list):  # cut short or garbled: never read it as "no comments"
+                raise ForgeError(f"{self.service} GET {path} answered something that is not a list of notes")
+            for note in notes:
                 if isinstance(note, dict) and not note.get("system"):
                     author = note.get("author") or {}
                     found.append(Comment(int(note["id"]), str(note.get("body") or ""), author.get("id")))
@@ -328,7 +331,9 @@ class GiteaForge(_RestClient):
             response = await self._call(
                 "GET", f"{self._repo(repo)}/issues/{number}/comments", params=params, ok=(200,)
             )
-            items = response.json() or []
+            items = response.json()
+            if not isinstance(items, list):  # cut short or garbled: never read it as "no comments"
+                raise ForgeError(f"{self.service} GET comments of #{number} answered something not a list")
             for item in items:
                 if isinstance(item, dict):
                     user = item.get("user") or {}

@@ -47,6 +47,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 STREAM_PIECE = 1024 * 1024
 MAX_REDIRECTS = 5
+# Blob downloads may take longer than one attempt's deadline, but not longer than this rate allows.
+MIN_BLOB_BYTES_PER_SECOND = 64 * 1024
 MAX_CONFIG_BYTES = 16 * 1024 * 1024
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # A proxy or registry that refuses a single-request upload answers one of these; the upload is
@@ -101,7 +103,10 @@ class Manifest:
         return self.descriptor.digest
 
     def json(self) -> dict[str, Any]:
-        data = json.loads(self.raw)
+        try:
+            data = json.loads(self.raw)
+        except ValueError as exc:
+            raise RegistryError(f"manifest {self.digest} is not valid JSON ({exc})") from exc
         if not isinstance(data, dict):
             raise RegistryError(f"manifest {self.digest} is not a JSON object")
         return data
@@ -110,18 +115,25 @@ class Manifest:
 class BlobReader:
     """A blob download in progress; :meth:`chunks` verifies the digest at the end."""
 
-    def __init__(self, response: httpx.Response, digest: str, host: str) -> None:
+    def __init__(self, response: httpx.Response, digest: str, host: str, *, deadline: float) -> None:
         self._response = response
         self._digest = digest
         self._host = host
         length = response.headers.get("content-length")
         self.size: int | None = int(length) if length and length.isdigit() else None
+        self._budget = deadline + (self.size or 0) / MIN_BLOB_BYTES_PER_SECOND
 
     async def chunks(self, piece_size: int | None = None) -> AsyncIterator[bytes]:
         """The body as it arrives; ``piece_size`` re-chunks it (httpx copies every byte to do so)."""
         hasher = hashlib.sha256()
+        ends = time.monotonic() + self._budget
         try:
             async for piece in self._response.aiter_raw(piece_size):
+                if time.monotonic() > ends:  # each read is bounded by httpx; the whole body is not
+                    raise RegistryUnavailable(
+                        f"download of {self._digest} from {self._host} is too slow "
+                        f"(not done within {self._budget:.0f}s)"
+                    )
                 hasher.update(piece)
                 yield piece
         except httpx.TransportError as exc:
@@ -191,6 +203,9 @@ class RegistryClient:
             trust_env=False,
         )
         self.auth = RegistryAuth(self._http, credentials, insecure_hosts=self._insecure)
+        # httpx's timeouts bound each socket operation, so a server sending a byte now and then
+        # would hold a call (and a bot worker) forever: an attempt gets their sum, in all.
+        self._deadline = sum(t for t in (timeout.connect, timeout.write, timeout.read) if t)
         # Hosts that refused a single-request upload: later uploads go straight to chunks.
         self._chunked_hosts: set[str] = set()
 
@@ -228,19 +243,39 @@ class RegistryClient:
         )
 
     async def get_manifest(self, ref: ImageReference) -> Manifest:
-        """Fetch a manifest or index; its digest is checked when the reference pins one."""
-        response = await self._request(
-            "GET", ref, f"/manifests/{ref.reference}", headers={"Accept": MANIFEST_ACCEPT}
-        )
-        self._expect(response, ref, f"fetch manifest {ref}", 200)
-        raw = response.content
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"manifest {ref} is {len(raw)} bytes, larger than any manifest should be")
-        digest = sha256_digest(raw)
-        if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
-            raise RegistryError(
-                f"registry {ref.registry} served a manifest for {ref} whose digest is {digest}"
+        """Fetch a manifest or index; its digest is checked against the reference when it pins
+        one, else against the registry's ``Docker-Content-Digest``: a body cut short on the way
+        (no length, or a wrong one, so HTTP cannot tell) is fetched again."""
+        attempt = 0
+        while True:
+            attempt += 1
+            response = await self._request(
+                "GET", ref, f"/manifests/{ref.reference}", headers={"Accept": MANIFEST_ACCEPT}
             )
+            self._expect(response, ref, f"fetch manifest {ref}", 200)
+            raw = response.content
+            if len(raw) > MAX_MANIFEST_BYTES:
+                raise RegistryError(f"manifest {ref} is {len(raw)} bytes, larger than any manifest should be")
+            digest = sha256_digest(raw)
+            if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
+                raise RegistryError(
+                    f"registry {ref.registry} served a manifest for {ref} whose digest is {digest}"
+                )
+            served = response.headers.get("docker-content-digest") or ""
+            # A signed schema 1 manifest's digest is its payload's, not the body's.
+            signed = "prettyjws" in (response.headers.get("content-type") or "")
+            if ref.digest or signed or not served.startswith("sha256:") or served == digest:
+                break
+            error = RegistryUnavailable(
+                f"registry {ref.registry} sent a manifest for {ref} whose digest {digest} is not the "
+                f"{served} it announced (cut short or altered on the way)"
+            )
+            if self._retry.gives_up(attempt):
+                raise error
+            log.warning(
+                "registry_retry", registry=ref.registry, method="GET", attempt=attempt, error=str(error)
+            )
+            await asyncio.sleep(self._retry.delay(attempt))
         media_type = media_type_of(raw, response.headers.get("content-type"))
         return Manifest(Descriptor(media_type=media_type, digest=digest, size=len(raw)), raw)
 
@@ -304,7 +339,7 @@ class RegistryClient:
             if response.status_code != 200:
                 await response.aread()
                 self._expect(response, repo, f"download blob {digest} from {repo.name}", 200)
-            yield BlobReader(response, digest, repo.registry)
+            yield BlobReader(response, digest, repo.registry, deadline=self._deadline)
         finally:
             await response.aclose()
 
@@ -556,7 +591,14 @@ class RegistryClient:
     ) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
             request = self._http.build_request(method, url, headers=headers, params=params, content=content)
-            response = await self._http.send(request, stream=True)
+            # A streamed upload takes as long as its body; everything else gets one deadline.
+            limit = None if isinstance(content, AsyncIterator) else self._deadline
+            ends = asyncio.get_running_loop().time() + limit if limit else None
+            try:
+                async with asyncio.timeout_at(ends):
+                    response = await self._http.send(request, stream=True)
+            except TimeoutError as exc:
+                raise httpx.ReadTimeout(f"no answer within {limit:g}s", request=request) from exc
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUS and method in ("GET", "HEAD") and location:
                 await response.aclose()
@@ -572,7 +614,10 @@ class RegistryClient:
                 continue
             if not stream:
                 try:
-                    await response.aread()
+                    async with asyncio.timeout_at(ends):
+                        await response.aread()
+                except TimeoutError as exc:
+                    raise httpx.ReadTimeout(f"no complete answer within {limit:g}s", request=request) from exc
                 finally:
                     await response.aclose()
             return response

@@ -79,6 +79,11 @@ class S3RecordStore:
             read_timeout=60,
             max_pool_connections=concurrency,
         )
+        # botocore's timeouts bound each socket operation: a server trickling a byte at a time
+        # would hold a write forever. A whole call (every attempt, every backoff) gets this long.
+        attempts = self._config.retries["max_attempts"]
+        per_attempt = (self._config.connect_timeout or 0) + (self._config.read_timeout or 0)
+        self._deadline = attempts * per_attempt + sum(min(20, 2**i) for i in range(attempts - 1))
         self._signer = SigV4Auth(
             Credentials(
                 credential.access_key_id or "", credential.secret_access_key or "", credential.session_token
@@ -216,7 +221,12 @@ class S3RecordStore:
 
     async def _call(self, what: str, key: str, operation: Any) -> Any:
         try:
-            return await operation
+            async with asyncio.timeout(self._deadline):
+                return await operation
+        except TimeoutError as exc:
+            raise RecordStoreError(
+                f"{self.description}: cannot {what} {key}: no answer within {self._deadline:g}s"
+            ) from exc
         except (ClientError, BotoCoreError) as exc:
             raise self._error(what, key, exc) from exc
 

@@ -20,24 +20,48 @@ decoded path) and act:
   ``307 Location: <origin>/blobs/<digest>?X-Amz-...&X-Amz-Signature=...``, like a registry on S3.
 * :meth:`FaultProxy.paginate_tags`: paginate ``tags/list`` (``n``, ``last``, ``Link``) the way
   newer registries do; distribution 2.8 itself ignores ``n``/``last`` and returns all tags.
+* :meth:`FaultProxy.burst`: answer a sequence of statuses (``502, 503, 504``), one request
+  each, then pass requests through again (a 5xx burst; ``fail(..., times=N)`` repeats one status).
+* :meth:`FaultProxy.truncate`: forward, then send only part of a 2xx body and close. ``length``
+  says what the headers declare: ``"full"`` (the real Content-Length: the client can tell),
+  ``"chunked"`` (no final chunk: the client can tell), ``"none"`` (no length, the body ends when
+  the connection closes: HTTP cannot tell) or ``"short"`` (a Content-Length matching the cut:
+  HTTP cannot tell). Only the content's own digest or syntax gives the last two away.
+* :meth:`FaultProxy.slow`: a slow-loris answer. ``part="body"``: the upstream's status and
+  headers at once, then its body ``chunk`` bytes every ``interval`` seconds; ``part="headers"``:
+  the status line and headers themselves trickle, then the body; ``endless=True`` (no upstream
+  involved): a header block that never ends. A read timeout per socket read never fires on it.
+* :meth:`FaultProxy.stall`: read the request and never answer (a silent upstream); the
+  connection stays open until the client gives up or the proxy closes.
+* :meth:`FaultProxy.cut_upload`: forward the request line, headers and only part of the request
+  body to the upstream, then drop both connections (an upload broken off mid-body: the upstream
+  must not keep what it got).
+
+The faults that write raw HTTP (``truncate``, ``slow``) always send ``Connection: close`` and
+close the connection when done. Long-running faults (``slow``, ``stall``) end when the proxy
+closes, so they never hold up a test's teardown. :func:`fault_proxy_in_thread` runs a proxy on
+its own event loop in a thread, for tests that block (a bot subprocess polled with ``time.sleep``).
 
 :class:`BlobOrigin` is that other origin: it serves ``/blobs/<digest>`` by fetching the blob
 from the registry with credentials it got out of band, rejects requests that carry an
 ``Authorization`` header the way S3 does (400) and records every request's headers.
 
 Both run in the test's event loop: use ``httpx.AsyncClient`` (or ``asyncio.to_thread`` for
-blocking helpers such as skopeo), never a blocking client, in the same loop.
+blocking helpers such as skopeo), never a blocking client, in the same loop (or use
+:func:`fault_proxy_in_thread`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -50,7 +74,7 @@ from yarl import URL
 
 from .registry import RegistryAuth, RunningRegistry, ssl_context
 
-__all__ = ["BlobOrigin", "FaultProxy", "RecordedRequest", "Rule"]
+__all__ = ["BlobOrigin", "FaultProxy", "RecordedRequest", "Rule", "fault_proxy_in_thread"]
 
 HOP_BY_HOP = frozenset(
     {
@@ -69,6 +93,18 @@ HOP_BY_HOP = frozenset(
 BLOB_PATH = re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[a-z0-9]+:[a-f0-9]+)$")
 TAGS_PATH = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
 CHUNK = 64 * 1024
+ALL_ACTIONS = (
+    "fail",
+    "reset",
+    "delay",
+    "redirect",
+    "paginate",
+    "reject_body",
+    "truncate",
+    "slow",
+    "stall",
+    "cut_upload",
+)
 
 NGINX_413 = (
     b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n"
@@ -87,14 +123,27 @@ class RecordedRequest:
     headers: dict[str, str]
     body_size: int = 0
     status: int | None = None  # what was answered; None when the connection was reset
-    action: str = "forward"  # forward | fail | reject_body | reset | delay | redirect
+    # forward | fail | reject_body | reset | delay | redirect | paginate | truncate | slow | stall
+    # | cut_upload
+    action: str = "forward"
 
 
 @dataclass
 class Rule:
     """A fault rule; ``hits`` counts how often it fired."""
 
-    action: Literal["fail", "reject_body", "reset", "delay", "redirect", "paginate"]
+    action: Literal[
+        "fail",
+        "reject_body",
+        "reset",
+        "delay",
+        "redirect",
+        "paginate",
+        "truncate",
+        "slow",
+        "stall",
+        "cut_upload",
+    ]
     methods: frozenset[str] | None
     pattern: re.Pattern[str]
     times: int | None
@@ -147,6 +196,7 @@ class FaultProxy:
         self.port = 0
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._closing: asyncio.Event | None = None  # set when the proxy closes: long faults end
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -160,6 +210,7 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> FaultProxy:
+        self._closing = asyncio.Event()
         self._session = aiohttp.ClientSession(
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -171,6 +222,8 @@ class FaultProxy:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._closing is not None:
+            self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -244,6 +297,74 @@ class FaultProxy:
         ``n``, and ``Link: </v2/<name>/tags/list?last=..&n=..>; rel="next"`` while more remain."""
         return self._add("paginate", "GET", TAGS_PATH.pattern, times, page_size=page_size)
 
+    def burst(
+        self,
+        method: str | None,
+        path: str,
+        statuses: Sequence[int] = (502, 503, 504),
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | str = b"",
+    ) -> list[Rule]:
+        """Answer the next matching requests with ``statuses`` in turn (one each), then pass."""
+        return [self.fail(method, path, status, times=1, headers=headers, body=body) for status in statuses]
+
+    def truncate(
+        self,
+        method: str | None,
+        path: str,
+        *,
+        length: Literal["full", "chunked", "none", "short"] = "none",
+        keep_bytes: int | None = None,
+        times: int | None = 1,
+    ) -> Rule:
+        """Forward; of a 2xx answer with a body, send ``keep_bytes`` (default: half) and close.
+
+        ``length`` is what the headers declare (see the module docstring). Answers without a
+        body (HEAD, 201/204 with none) and non-2xx answers pass through and do not count.
+        """
+        if length not in ("full", "chunked", "none", "short"):
+            raise ValueError(f"length must be full, chunked, none or short, not {length!r}")
+        return self._add("truncate", method, path, times, length=length, keep_bytes=keep_bytes)
+
+    def slow(
+        self,
+        method: str | None,
+        path: str,
+        *,
+        part: Literal["body", "headers"] = "body",
+        chunk: int = 1,
+        interval: float = 0.2,
+        endless: bool = False,
+        times: int | None = 1,
+    ) -> Rule:
+        """A slow-loris answer: ``chunk`` bytes every ``interval`` seconds of the body (``part=
+        "body"``) or of the status line and headers (``part="headers"``); ``endless=True`` sends
+        a 200 status line and then one header line that never ends, without asking upstream."""
+        if part not in ("body", "headers"):
+            raise ValueError(f"part must be body or headers, not {part!r}")
+        if chunk < 1 or interval < 0:
+            raise ValueError("chunk must be at least 1 and interval not negative")
+        return self._add(
+            "slow", method, path, times, part=part, chunk=chunk, interval=interval, endless=endless
+        )
+
+    def stall(self, method: str | None, path: str, *, times: int | None = 1) -> Rule:
+        """Read the request and never answer, until the client hangs up or the proxy closes."""
+        return self._add("stall", method, path, times)
+
+    def cut_upload(
+        self,
+        method: str | None = "PUT|POST|PATCH",
+        path: str = ".*",
+        *,
+        after_bytes: int | None = None,
+        times: int | None = 1,
+    ) -> Rule:
+        """Forward the request with only ``after_bytes`` (default: half) of its body, then drop
+        the upstream connection and reset the client's. Requests without a body pass through."""
+        return self._add("cut_upload", method, path, times, after_bytes=after_bytes)
+
     def clear_rules(self) -> None:
         self.rules.clear()
 
@@ -268,7 +389,7 @@ class FaultProxy:
             headers=_lower_headers(request.headers),
         )
         self.requests.append(rec)
-        rule = self._match(request, "fail", "reset", "delay", "redirect", "paginate", "reject_body")
+        rule = self._match(request, *ALL_ACTIONS)
         body: bytes | None = None  # set when a chunked body had to be buffered to learn its size
         if rule is not None and rule.action == "reject_body":
             size = request.content_length
@@ -287,10 +408,12 @@ class FaultProxy:
                 )
                 response.force_close()
                 return response
-            rule = self._match(request, "fail", "reset", "delay", "redirect", "paginate")
+            rule = self._match(request, *(a for a in ALL_ACTIONS if a != "reject_body"))
 
         if rule is None:
             return await self._forward(request, rec, body, None)
+        if rule.action in ("truncate", "slow", "stall", "cut_upload"):
+            return await self._new_fault(request, rec, body, rule)
         if rule.action == "fail":
             rule.hits += 1
             rec.action = "fail"
@@ -428,6 +551,176 @@ class FaultProxy:
             await response.write_eof()
             return response
 
+    # ------------------------------------------------------------------ truncate, slow, stall, cut_upload
+
+    async def _new_fault(
+        self, request: web.Request, rec: RecordedRequest, body: bytes | None, rule: Rule
+    ) -> web.StreamResponse:
+        if rule.action == "stall":
+            rule.hits += 1
+            rec.action = "stall"
+            await self._hold(request, None)
+            self._abort(request)
+            return web.Response(status=500)  # never sent: the transport is gone
+        if rule.action == "cut_upload":
+            return await self._cut_upload(request, rec, body, rule)
+        if rule.action == "slow" and rule.params["endless"]:
+            rule.hits += 1
+            rec.action = "slow"
+            rec.status = 200
+            await self._drain(request)
+            await self._trickle(request, b"HTTP/1.1 200 OK\r\nX-Slow-Loris: ", rule, endless=True)
+            self._abort(request)
+            return web.Response(status=500)
+        if rule.action == "truncate" and request.method == "HEAD":
+            return await self._forward(request, rec, body, None)  # no body to cut
+        fetched = await self._fetch(request, rec, body)
+        if isinstance(fetched, web.Response):
+            return fetched  # upstream unreachable: 502
+        status, reason, headers, content = fetched
+        if rule.action == "truncate":
+            if not (200 <= status < 300) or not content:
+                return self._plain(status, reason, headers, content)
+            rule.hits += 1
+            rec.action = "truncate"
+            keep = rule.params["keep_bytes"]
+            keep = len(content) // 2 if keep is None else min(keep, len(content))
+            length = rule.params["length"]
+            part = content[:keep]
+            if length == "full":
+                head = _raw_head(status, reason, [*headers, ("Content-Length", str(len(content)))])
+                wire = head + part
+            elif length == "short":
+                wire = _raw_head(status, reason, [*headers, ("Content-Length", str(keep))]) + part
+            elif length == "chunked":
+                head = _raw_head(status, reason, [*headers, ("Transfer-Encoding", "chunked")])
+                wire = head + (f"{len(part):x}\r\n".encode() + part + b"\r\n" if part else b"")
+            else:  # none: the body ends where the connection does
+                wire = _raw_head(status, reason, headers) + part
+            self._write_raw(request, wire)
+            self._close(request)
+            return web.Response(status=500)  # never sent: the transport is closing
+        # slow
+        rule.hits += 1
+        rec.action = "slow"
+        body_bytes = b"" if request.method == "HEAD" else content
+        length = [] if request.method == "HEAD" else [("Content-Length", str(len(content)))]
+        head = _raw_head(status, reason, [*headers, *length])
+        if rule.params["part"] == "headers":
+            finished = await self._trickle(request, head, rule)
+            if finished:
+                self._write_raw(request, body_bytes)
+        else:
+            self._write_raw(request, head)
+            await self._trickle(request, body_bytes, rule)
+        self._close(request)
+        return web.Response(status=500)
+
+    async def _fetch(
+        self, request: web.Request, rec: RecordedRequest, body: bytes | None
+    ) -> tuple[int, str, list[tuple[str, str]], bytes] | web.Response:
+        """The upstream's whole answer: status, reason, headers to pass on (hop-by-hop headers
+        dropped, and the length but for a HEAD; ``Location`` rewritten) and body."""
+        assert self._session is not None
+        data = body if body is not None else (await request.read() if request.body_exists else None)
+        rec.body_size = len(data or b"")
+        try:
+            upstream = await self._session.request(
+                request.method,
+                URL(self.upstream + request.raw_path, encoded=True),
+                headers=self._upstream_headers(request),
+                data=data,
+                allow_redirects=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent", "Content-Type"),
+            )
+        except aiohttp.ClientError as exc:
+            rec.status = 502
+            return web.Response(status=502, text=f"proxy: upstream unreachable: {exc}\n")
+        async with upstream:
+            content = await upstream.read()
+            headers = [
+                (k, self._rewrite_location(v) if k.lower() == "location" else v)
+                for k, v in upstream.headers.items()
+                if k.lower() not in HOP_BY_HOP and (k.lower() != "content-length" or request.method == "HEAD")
+            ]
+            rec.status = upstream.status
+            return upstream.status, upstream.reason or "", headers, content
+
+    @staticmethod
+    def _plain(status: int, reason: str, headers: list[tuple[str, str]], content: bytes) -> web.Response:
+        response = web.Response(status=status, reason=reason or None, body=content)
+        for k, v in headers:
+            if k.lower() != "content-type":
+                response.headers.add(k, v)
+            else:
+                response.headers[k] = v
+        return response
+
+    @staticmethod
+    def _write_raw(request: web.Request, data: bytes) -> bool:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return False
+        if data:
+            transport.write(data)
+        return True
+
+    async def _hold(self, request: web.Request, seconds: float | None) -> bool:
+        """Wait ``seconds`` (None: until the client leaves or the proxy closes); False when either
+        happened first."""
+        assert self._closing is not None
+        step = 0.05
+        waited = 0.0
+        while seconds is None or waited < seconds:
+            transport = request.transport
+            if self._closing.is_set() or transport is None or transport.is_closing():
+                return False
+            pause = step if seconds is None else min(step, seconds - waited)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), pause)
+            waited += pause
+        return True
+
+    async def _trickle(self, request: web.Request, data: bytes, rule: Rule, *, endless: bool = False) -> bool:
+        """Write ``data`` ``chunk`` bytes every ``interval`` (then filler forever when ``endless``);
+        False when the client or the proxy went away first."""
+        chunk, interval = rule.params["chunk"], rule.params["interval"]
+        offset = 0
+        while offset < len(data) or endless:
+            piece = data[offset : offset + chunk] if offset < len(data) else b"a" * chunk
+            offset += len(piece)
+            if not self._write_raw(request, piece) or not await self._hold(request, interval):
+                return False
+        return True
+
+    async def _cut_upload(
+        self, request: web.Request, rec: RecordedRequest, body: bytes | None, rule: Rule
+    ) -> web.StreamResponse:
+        data = body if body is not None else (await request.read() if request.body_exists else b"")
+        if not data:
+            return await self._forward(request, rec, data if request.body_exists else None, None)
+        rule.hits += 1
+        rec.action = "cut_upload"
+        rec.body_size = len(data)
+        keep = rule.params["after_bytes"]
+        keep = len(data) // 2 if keep is None else min(keep, len(data))
+        parts = urlsplit(self.upstream)
+        headers = self._upstream_headers(request)
+        headers["Content-Length"] = str(len(data))  # what the client declared, not what arrives
+        headers["Connection"] = "close"
+        head = f"{request.method} {request.raw_path} HTTP/1.1\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in headers.items()
+        )
+        _reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        try:
+            writer.write(head.encode("latin-1") + b"\r\n" + data[:keep])
+            await writer.drain()
+            await asyncio.sleep(0.05)  # let the upstream read what arrived before the cut
+        finally:
+            writer.transport.abort()
+        self._abort(request)
+        return web.Response(status=500)  # never sent: the transport is gone
+
     async def _paginate_tags(
         self, request: web.Request, rec: RecordedRequest, page_size: int | None
     ) -> web.Response | None:
@@ -491,6 +784,34 @@ class FaultProxy:
             headers={"Location": location, "Content-Type": "text/html; charset=utf-8"},
             text=f'<a href="{location}">Temporary Redirect</a>.\n\n',
         )
+
+
+def _raw_head(status: int, reason: str, headers: Sequence[tuple[str, str]]) -> bytes:
+    """A status line and header block, ``Connection: close`` added."""
+    lines = [f"HTTP/1.1 {status} {reason or 'OK'}", *(f"{k}: {v}" for k, v in headers), "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@contextlib.contextmanager
+def fault_proxy_in_thread(upstream: str | RunningRegistry, **kwargs: Any) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` served from its own event loop in a daemon thread, for blocking tests.
+
+    Rules may be added and ``requests`` read from the test's thread (plain list operations);
+    the proxy is closed and the thread joined when the block ends.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fault-proxy", daemon=True)
+    thread.start()
+    proxy = FaultProxy(upstream, **kwargs)
+    try:
+        asyncio.run_coroutine_threadsafe(proxy.__aenter__(), loop).result(timeout=10)
+        yield proxy
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(proxy.__aexit__(None, None, None), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 def _fake_presign_query(digest: str, key: str) -> dict[str, str]:
