@@ -27,12 +27,12 @@ from bot.forges.api import Forge, PermissionUnknown
 from bot.oci.reference import parse_reference
 from bot.redaction import redact_text
 from bot.versions import newest, parse_version
-from handlers.context import BotContext, base_images_config, read_repo_config
+from handlers.context import BotContext, base_images_config, foreign_image, read_repo_config
 from handlers.reports import Thread, render_check_comment, reply_marker, upsert_comment
 from handlers.review import judge_bases, review_change
 from handlers.status import gather_report, md_code, md_text, render_eol_markdown, render_markdown
 from handlers.sync import Progress, no_progress
-from handlers.tagpush import register_tag
+from handlers.tagpush import MSG_FOREIGN_REGISTRY, register_tag
 
 log = structlog.get_logger(__name__)
 
@@ -144,6 +144,8 @@ async def _register(ctx: BotContext, request: ChatRequest, command: ChatCommand)
     settings = await read_repo_config(ctx.forge, repo)
     if settings is None or not settings.images:
         raise ImglifeError(MSG_NO_IMAGES)
+    if (foreign := foreign_image(ctx.config, settings)) is not None:
+        raise ImglifeError(MSG_FOREIGN_REGISTRY.format(image=quote(foreign)))
     tag = command.tag
     if tag is None:
         first = parse_reference(settings.images[0])

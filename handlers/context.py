@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from bot.config import Config, parse_config
+from bot.config import Config, insecure_hosts, parse_config
 from bot.events import Repo
 from bot.forges.api import Forge
-from bot.oci.reference import ImageReference
+from bot.oci.reference import ImageReference, normalize_host, parse_repository
 from bot.oci.sansio import Descriptor
 from bot.records import RecordStore
 from bot.repoconfig import REPO_CONFIG_NAME, RepoConfig, parse_repo_config
@@ -75,6 +75,30 @@ async def base_images_config(ctx: BotContext) -> Config:
         ctx.config, ctx.config_path, config_url=None, fetch=ctx.fetch, store=ctx.store
     )
     return config
+
+
+def configured_registries(config: Config) -> frozenset[str]:
+    """The OCI registry hosts the operator's ``imglife.yaml`` names.
+
+    ``.imglife.yml`` is written by whoever may push to a project's default branch, not by the
+    operator: the images it lists must be on one of these hosts, or the bot would contact any
+    host a project names (SSRF).
+    """
+    hosts = set(insecure_hosts(config))
+    for entry in config.sync.entries:
+        hosts.update(parse_repository(name).registry for name in (entry.source, entry.target))
+    paths = [config.retention.archive.registry]
+    if config.build is not None:
+        paths.append(config.build.registry)
+        hosts.update(parse_repository(i.mirror_image).registry for i in config.build.images if i.mirror_image)
+    hosts.update(normalize_host(path.split("/", 1)[0]) for path in paths if path)
+    return frozenset(hosts)
+
+
+def foreign_image(config: Config, settings: RepoConfig) -> str | None:
+    """The first image of ``settings`` on a registry the configuration does not name, if any."""
+    allowed = configured_registries(config)
+    return next((image for image in settings.images if parse_repository(image).registry not in allowed), None)
 
 
 async def read_repo_config(forge: Forge, repo: Repo) -> RepoConfig | None:

@@ -19,7 +19,7 @@ from bot.events import Repo
 from bot.forges.api import CommitState, CommitStatus
 from bot.oci.reference import parse_reference
 from bot.repoconfig import RepoConfig, RepoConfigError
-from handlers.context import BotContext, base_images_config, read_repo_config
+from handlers.context import BotContext, base_images_config, foreign_image, read_repo_config
 from handlers.inspect import describe_image
 from handlers.register import RegisterRequest, Registration, register_build
 
@@ -31,6 +31,7 @@ MSG_WAITING = "waiting for {missing} in the registry ({done} of {total} register
 MSG_TIMED_OUT = "{missing} did not appear in the registry within {wait}"
 MSG_REGISTERED = "registered {images} on {bases}"
 MSG_FAILED = "{image}: {reason}"
+MSG_FOREIGN_REGISTRY = "{image} (.imglife.yml) is not on a registry this bot is configured for"
 MSG_NO_BASE = (
     "no base image: the image has no org.opencontainers.image.base.name annotation or label, and its "
     "Dockerfiles name {found}"
@@ -141,6 +142,8 @@ async def register_tag(
             return NOTHING
         if not TAG_RE.match(tag):
             return await _refuse(ctx, repo, sha, tag, MSG_BAD_TAG.format(tag=tag))
+        if (foreign := foreign_image(ctx.config, settings)) is not None:
+            return await _refuse(ctx, repo, sha, tag, MSG_FOREIGN_REGISTRY.format(image=foreign))
         images = image_references(settings, tag)
     else:
         settings = await read_repo_config(ctx.forge, repo) or RepoConfig()

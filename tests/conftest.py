@@ -157,3 +157,22 @@ def redis_server() -> Iterator[RunningRedis]:
     """A fresh Redis per test (it starts in milliseconds): ``.url``, ``.password``, ``.pause()``."""
     with start_redis() as server:
         yield server
+
+
+# --------------------------------------------------------------------------- secret scan
+# tests/helpers/secrets.py: after every test phase, its captured output, the new output of every
+# subprocess (ManagedProcess logs) and of in-process CLI runs are searched for the registered test
+# secrets; a find fails that phase, naming the file and a masked hint of the secret (SECURITY.md).
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import bot.cli
+    from tests.helpers import secrets as secret_scan
+    from tests.helpers.procs import add_log_watcher
+
+    if not config.pluginmanager.is_registered(secret_scan):
+        config.pluginmanager.register(secret_scan, "imglife-secret-scan")
+    add_log_watcher(secret_scan.SCANNER.process_log)
+    if not getattr(bot.cli.main, "__wrapped_by_secret_scan__", False):
+        # Test modules import ``main`` after this runs, so they get the scanning wrapper.
+        bot.cli.main = secret_scan.tee_cli(bot.cli.main)  # type: ignore[method-assign]

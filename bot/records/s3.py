@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aioboto3
+from aiobotocore.config import AioConfig as BotocoreConfig  # botocore's Config, plus the transport
+from aiobotocore.httpsession import AIOHTTPSession
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config as BotocoreConfig
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
@@ -43,6 +44,27 @@ NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 LIST_PAGE_SIZE = 1000
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _ERROR_CODE_RE = re.compile(r"<Code>([^<]+)</Code>")
+
+
+class _NoRedirects:
+    """An aiohttp session whose requests never follow a redirect."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.request(*args, allow_redirects=False, **kwargs)
+
+
+class _NoRedirectHTTPSession(AIOHTTPSession):  # type: ignore[misc]
+    """aiobotocore's transport without aiohttp's default of following 3xx (botocore never does).
+
+    Followed, a redirect to another host would carry ``X-Amz-Security-Token`` and the record
+    there; botocore itself handles S3's region redirects from the 3xx answer.
+    """
+
+    async def _get_session(self, proxy_url: Any) -> Any:
+        return _NoRedirects(await super()._get_session(proxy_url))
 
 
 class S3RecordStore:
@@ -69,6 +91,7 @@ class S3RecordStore:
             region_name=region,
         )
         self._config = BotocoreConfig(
+            http_session_cls=_NoRedirectHTTPSession,
             s3={"addressing_style": "path"},
             signature_version="s3v4",
             request_checksum_calculation="when_required",

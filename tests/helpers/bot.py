@@ -28,12 +28,13 @@ import httpx
 from tests.helpers.images import build_image
 from tests.helpers.lifecycle import ALPINE_LATEST, REGISTRY, write_project
 from tests.helpers.procs import ManagedProcess, free_port, wait_until
+from tests.helpers.secrets import register_secret_env, register_test_secret
 from tests.helpers.skopeo import push_image
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 IMGLIFE = Path(sys.executable).with_name("imglife")
-GITLAB_SECRET = "gl-e2e-secret-41c9"
-GITEA_SECRET = "gt-e2e-secret-7d02"
+GITLAB_SECRET = register_test_secret("gl-e2e-secret-41c9", "tests/helpers/bot.py GITLAB_SECRET")
+GITEA_SECRET = register_test_secret("gt-e2e-secret-7d02", "tests/helpers/bot.py GITEA_SECRET")
 GITLAB_EVENTS = {
     "tag_push": "Tag Push Hook",
     "merge_request": "Merge Request Hook",
@@ -191,6 +192,7 @@ class RunningBot:
 def run_bot(config: Path, environ: Mapping[str, str], *, log_dir: Path) -> Iterator[RunningBot]:
     """Start ``imglife serve`` on a free port; stop it by PID (SIGTERM) when the block ends."""
     port = free_port()
+    register_secret_env(environ, "imglife serve environment")  # tokens, secrets, passwords
     env = {"PATH": "/usr/bin:/bin", "HOME": str(log_dir), **environ}
     argv = [str(IMGLIFE), "--config", str(config), "serve", "--host", "127.0.0.1", "--port", str(port)]
     proc = ManagedProcess(argv, log_path=log_dir / f"imglife-serve-{port}.log", env=env)

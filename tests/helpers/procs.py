@@ -28,6 +28,7 @@ from pathlib import Path
 __all__ = [
     "ManagedProcess",
     "ProcessStartError",
+    "add_log_watcher",
     "free_port",
     "http_status",
     "port_in_use_error",
@@ -173,6 +174,7 @@ class ManagedProcess:
         self.pid = self._popen.pid
         with _live_lock:
             _live[self.pid] = self
+        _tell_log_watchers(self, stopped=False)
 
     @property
     def returncode(self) -> int | None:
@@ -208,6 +210,7 @@ class ManagedProcess:
         finally:
             with _live_lock:
                 _live.pop(self.pid, None)
+            _tell_log_watchers(self, stopped=True)
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else f"exited({self.returncode})"
@@ -218,6 +221,27 @@ def port_in_use_error(proc: ManagedProcess) -> bool:
     """Whether a process that died early did so because its port was taken meanwhile."""
     tail = proc.log_tail(200).lower()
     return "address already in use" in tail or os.strerror(errno.EADDRINUSE).lower() in tail
+
+
+# --------------------------------------------------------------------------- log watchers
+# Whoever wants to read what every process writes (tests/helpers/secrets.py: the suite-wide scan
+# for leaked test secrets) is told of each process when it starts and again when it is stopped,
+# while its log file still exists (stop() runs before a fixture deletes the process's directory).
+
+LogWatcher = Callable[["ManagedProcess", bool], None]  # (process, stopped)
+_log_watchers: list[LogWatcher] = []
+
+
+def add_log_watcher(watcher: LogWatcher) -> None:
+    """Call ``watcher(process, stopped)`` for every ManagedProcess started or stopped from now on."""
+    if watcher not in _log_watchers:
+        _log_watchers.append(watcher)
+
+
+def _tell_log_watchers(proc: ManagedProcess, *, stopped: bool) -> None:
+    for watcher in list(_log_watchers):
+        with contextlib.suppress(Exception):  # a watcher must never break starting or stopping
+            watcher(proc, stopped)
 
 
 @atexit.register

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .procs import ManagedProcess, ProcessStartError, free_port, port_in_use_error, scratch_dir, wait_until
+from .secrets import register_test_secret
 
 START_TIMEOUT = 15.0
 
@@ -103,6 +104,7 @@ def start_redis() -> Iterator[RunningRedis]:
     try:
         for _ in range(3):  # a free port can be taken between the probe and the bind
             server = RunningRedis(free_port(), "redis-" + secrets.token_hex(12), workdir)
+            register_test_secret(server.password, "tests/helpers/redis.py Redis password")
             try:
                 server.start()
                 break

@@ -40,6 +40,7 @@ from .procs import (
     scratch_dir,
     wait_until,
 )
+from .secrets import register_basic_credentials
 from .token_server import RunningTokenServer, start_token_server
 
 __all__ = [
@@ -322,6 +323,7 @@ def start_registry(
         if kind == "basic":
             username = username or "basic-user"
             password = password or f"basic-pw-{secrets.token_hex(8)}"
+            register_basic_credentials(username, password, "tests/helpers/registry.py basic registry")
             (directory / "htpasswd").write_text(_htpasswd_line(username, password))
             auth = {"htpasswd": {"realm": BASIC_REALM, "path": str(directory / "htpasswd")}}
         elif kind == "token":

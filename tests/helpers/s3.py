@@ -45,6 +45,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from .procs import OWNER_FILE, ManagedProcess, ProcessStartError, port_in_use_error, scratch_dir, wait_until
+from .secrets import register_test_secret
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -448,6 +449,7 @@ def start_seaweedfs(
     """
     weed = weed_binary()
     secret = secret_key if secret_key is not None else f"imglife-test-secret-{secrets.token_hex(12)}"
+    register_test_secret(secret, "tests/helpers/s3.py SeaweedFS secret key")
     _sweep_stale_tmp_sockets()
     with contextlib.ExitStack() as stack:
         directory = scratch_dir(SCRATCH_PREFIX)

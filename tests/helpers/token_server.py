@@ -65,6 +65,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
 
 from .procs import ManagedProcess, http_status, scratch_dir, wait_until
+from .secrets import register_basic_credentials
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -529,6 +530,7 @@ def start_token_server(
 ) -> Iterator[RunningTokenServer]:
     """Start the token server subprocess; stop it by PID and remove its directory on exit."""
     password = password or f"token-pw-{secrets.token_hex(8)}"
+    register_basic_credentials(username, password, "tests/helpers/token_server.py token server")
     own_dir = data_dir is None
     directory = scratch_dir("imglife-token-") if data_dir is None else data_dir
     directory.mkdir(parents=True, exist_ok=True)
