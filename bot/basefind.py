@@ -101,7 +101,9 @@ MSG_TOO_LARGE = "larger than {limit} KiB; not scanned"
 MSG_TOO_LONG = f"longer than {MAX_EXPANDED_CHARS} characters"
 MSG_INVALID_REFERENCE = "not a valid image reference: {reason}"
 
-_DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*?)\s*$")
+# Matched against a stripped line, so the value needs no `\s*$` after it (a lazy `(.*?)\s*$` is
+# quadratic in the blanks inside the value).
+_DIRECTIVE_RE = re.compile(r"^#\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(.*)\Z")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HEREDOC_RE = re.compile(r"^[0-9]*<<(-?)([\"']?)([^<\"'\s]+)\2$")
 _DOCUMENT_SEPARATOR_RE = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)

@@ -75,7 +75,7 @@ DRY_RUN: Final = "--dry-run"
 SHELL_METACHARACTERS: Final = frozenset(";&|$`<>(){}*?!\\'\"~")
 # Only these schemes are singled out with a URL message; `name:tag` must not look like a URL.
 _URL_RE = re.compile(r"://|^//|^(?:https?|file|ftp|gopher|data|javascript|dict|ldap|tftp|s3|ssh|git):", re.I)
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # OCI distribution-spec tag grammar
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # OCI distribution-spec tag grammar
 
 # --- messages -------------------------------------------------------------------------------
 MSG_NO_COMMAND = "no command after `/imglife`"
@@ -241,7 +241,9 @@ def quote(text: str) -> str:
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")  # CommonMark's line endings, and nothing else
 _FENCE_RE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _QUOTE_RE = re.compile(r"^ {0,3}>")
-_COMMAND_LINE_RE = re.compile(rf"^ {{0,3}}{re.escape(COMMAND_PREFIX)}(?:[ \t]+(?P<rest>.*?))?[ \t]*$")
+# Linear: a lazy `(?P<rest>.*?)` before `[ \t]*$` retries the trailing blanks at every position, which
+# takes a minute on a 64 KiB line of spaces; `_split` strips them instead.
+_COMMAND_LINE_RE = re.compile(rf"^ {{0,3}}{re.escape(COMMAND_PREFIX)}(?:[ \t]+(?P<rest>.*))?\Z")
 _BACKTICKS_RE = re.compile(r"(\\*)(`+)")  # a backtick run and the backslashes before it
 _INDENTED_CODE_COLUMNS = 4
 
@@ -410,7 +412,7 @@ def _limit_body(body: str) -> str:
 def _split(line: str) -> CommandLine:
     raw = line.strip()
     match = _COMMAND_LINE_RE.match(line)
-    rest = (match["rest"] if match else None) or ""
+    rest = ((match["rest"] if match else None) or "").rstrip(" \t")
     try:
         words = shlex.split(rest, comments=False, posix=True)
     except ValueError as exc:

@@ -28,7 +28,7 @@ from typing import Any, Final, NoReturn
 
 import yaml
 
-from bot.config.loader import ParsedYaml, Problem, describe_value, parse_yaml
+from bot.config.loader import ParsedYaml, Problem, describe_reader_error, describe_value, parse_yaml
 from bot.config.schema import KeyPath
 from bot.errors import ConfigError, InvalidReference
 from bot.oci.reference import parse_repository
@@ -221,6 +221,9 @@ def _parse(text: str, source: str) -> ParsedYaml:
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = exc.problem or exc.context or "unreadable"
         raise RepoConfigError([f"{where}: {MSG_NOT_YAML.format(problem=problem)}"]) from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, and a two-line str()
+        line, column, problem = describe_reader_error(exc, text)
+        raise RepoConfigError([f"{source}:{line}:{column}: {MSG_NOT_YAML.format(problem=problem)}"]) from None
     # PyYAML raises ValueError for impossible dates and numbers (`2024-13-01`), and recurses once
     # per nesting level while composing.
     except (yaml.YAMLError, ValueError, RecursionError) as exc:

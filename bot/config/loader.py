@@ -45,7 +45,14 @@ _SEQ_TAG = "tag:yaml.org,2002:seq"
 _SECRET_KEY_RE = re.compile(r"pass(word|wd)?|token|secret|credential|api[_-]?key", re.IGNORECASE)
 # A password written as a shell variable (`https://oauth2:${CI_JOB_TOKEN}@...` in a hook command)
 # comes from the environment at run time, which is exactly where it belongs.
-_URL_WITH_PASSWORD_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@:]*:(?!\$)[^/\s@]*@", re.IGNORECASE)
+# Tried only where a run of scheme characters starts (the lookbehind): from every position, a long
+# word is rescanned to its end each time, which is quadratic (a minute for a 64 KiB value).
+_URL_WITH_PASSWORD_RE = re.compile(
+    r"(?<![a-z0-9+.-])[0-9+.-]*[a-z][a-z0-9+.-]*://[^/\s@:]*:(?!\$)[^/\s@]*@", re.IGNORECASE
+)
+# PyYAML's scalar constructors trust an explicit tag: `!!timestamp x` raises AttributeError,
+# `!!bool x` KeyError, `!!int ''` IndexError.
+_CONSTRUCTOR_ERRORS = (yaml.YAMLError, LookupError, AttributeError)
 _QUOTED_RE = re.compile(r"'([^']*)'")
 
 MSG_NOT_FOUND = "{path}: file not found"
@@ -173,7 +180,7 @@ class _Walker:
         if isinstance(node, yaml.ScalarNode):
             try:
                 return self.loader.construct_object(node)
-            except yaml.YAMLError as exc:
+            except _CONSTRUCTOR_ERRORS as exc:
                 self.problem(node, path, f"cannot read value: {getattr(exc, 'problem', None) or exc}")
                 return None
         if id(node) in self.active:
@@ -246,7 +253,7 @@ class _Walker:
             return None
         try:
             key = self.loader.construct_object(node)
-        except yaml.YAMLError:
+        except _CONSTRUCTOR_ERRORS:
             key = None
         if not isinstance(key, str):
             self.problem(
@@ -256,6 +263,13 @@ class _Walker:
             )
             return None
         return key
+
+
+def describe_reader_error(exc: yaml.reader.ReaderError, text: str) -> tuple[int, int, str]:
+    """Line and column (1-based) of a character PyYAML refuses, and a one-line message (its str() has two)."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - text.rfind("\n", 0, exc.position)
+    return line, column, f"unacceptable character #x{exc.character:04x}: {exc.reason}"
 
 
 def parse_yaml(text: str) -> ParsedYaml:
@@ -485,6 +499,9 @@ def parse_config(text: str, source: str, base_dir: Path) -> Config:
         if exc.context and exc.problem:
             problem = f"{exc.problem} ({exc.context})"
         raise ConfigError([MSG_NOT_YAML.format(where=where, problem=problem)]) from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, and a two-line str()
+        line, column, problem = describe_reader_error(exc, text)
+        raise ConfigError([MSG_NOT_YAML.format(where=f"{source}:{line}:{column}", problem=problem)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([MSG_NOT_YAML.format(where=source, problem=exc)]) from None
     except ValueError as exc:

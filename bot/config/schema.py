@@ -132,13 +132,13 @@ GO_TEMPLATE_FIELDS = {
 
 # --- patterns and messages ------------------------------------------------------------------
 CHECK_ERROR = "imglife"  # pydantic error type of every message this module writes itself
-_PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+_PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?\Z")
 _DURATION_RE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TOKEN_RE = re.compile(r"\{([^{}]*)\}")
 _GO_TOKEN_RE = re.compile(r"\{\{-?\s*\.(\w+)\s*-?\}\}")
-_PROJECT_PATH_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)+$")
+_PROJECT_PATH_RE = re.compile(r"^[\w.-]+(?:/[\w.-]+)+\Z")
 _KEY_PATH_PLAIN_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("minute", 0, 59, ()),
@@ -226,7 +226,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise invalid(f"expected a duration such as 30s, 2m or 1h30m, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past the largest float
+            seconds = math.inf
     elif isinstance(value, str) and _DURATION_RE.match(value.strip()):
         seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(value))
     elif isinstance(value, str):
@@ -302,8 +305,10 @@ def _platform(value: str) -> str:
 def _regex(value: str) -> str:
     try:
         re.compile(value)
-    except re.error as exc:
+    except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
         raise invalid(f"invalid regular expression: {exc}") from None
+    except RecursionError:
+        raise invalid("invalid regular expression: nested too deeply") from None
     return value
 
 
@@ -364,7 +369,10 @@ def _cron(value: str) -> str:
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Relative paths are relative to the directory of the config file (``context["base_dir"]``)."""
     base_dir = info.context.get("base_dir") if isinstance(info.context, Mapping) else None
-    value = value.expanduser()
+    try:
+        value = value.expanduser()
+    except RuntimeError:  # ~user of a user that does not exist here
+        raise invalid(f"cannot expand {str(value)!r}: no such user's home directory") from None
     if base_dir is not None and not value.is_absolute():
         return Path(base_dir) / value
     return value
@@ -569,7 +577,10 @@ def _normalize_tag_format(value: str) -> str:
     allowed_tokens = ", ".join(f"{{{token}}}" for token in TAG_FORMAT_TOKENS)
     for token in _TOKEN_RE.findall(normalized):
         if token not in TAG_FORMAT_TOKENS:
-            raise invalid(f"unknown token {{{token}}} in tag_format {value!r} (allowed: {allowed_tokens})")
+            shown = "{" + token + "}"
+            if not shown.isprintable():  # a line break would split the problem's line
+                shown = repr(shown)
+            raise invalid(f"unknown token {shown} in tag_format {value!r} (allowed: {allowed_tokens})")
     if "{" in _TOKEN_RE.sub("", normalized) or "}" in _TOKEN_RE.sub("", normalized):
         raise invalid(f"unbalanced brace in tag_format {value!r} (tokens: {allowed_tokens})")
     return normalized

@@ -24,10 +24,11 @@ MAX_NAME_LENGTH = 255
 
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])"
-_HOST_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?$")
-_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")  # the OCI grammar: ASCII only
-_DIGEST_RE = re.compile(r"^(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)$")
+# `\Z`, not `$`: `$` also matches before a final line break, and "alpine\n" is no repository name.
+_HOST_RE = re.compile(rf"^{_HOST}(?::[0-9]{{1,5}})?\Z")
+_PATH_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")  # the OCI grammar: ASCII only
+_DIGEST_RE = re.compile(r"^(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<hex>[a-zA-Z0-9=_-]+)\Z")
 _DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
 
 
@@ -143,6 +144,11 @@ def parse_reference(text: str, *, allow_tag: bool = True, allow_digest: bool = T
         if not is_host(first):
             raise InvalidReference(f"invalid image reference {original!r}: bad registry host {first!r}")
         registry, path = normalize_host(first), rest
+        if not looks_like_registry_host(registry):  # "Registry/x": lower-cased, it would name Docker Hub
+            raise InvalidReference(
+                f"invalid image reference {original!r}: registry host {first!r} is only told apart from "
+                "a Docker Hub path by its capitals; give it a domain or a port"
+            )
     else:
         registry, path = DOCKER_HUB, text
     if registry == DOCKER_HUB and "/" not in path:

@@ -29,7 +29,8 @@ MAX_RECORD_BYTES = 1024 * 1024
 
 def format_timestamp(when: dt.datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, to the second: ``2026-04-01T10:00:00Z``."""
-    return when.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Not strftime("%Y"): glibc does not pad years before 1000, and "999-01-01" is no RFC 3339 date.
+    return when.astimezone(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -77,6 +78,8 @@ def decode_record(data: bytes, *, where: str) -> BuildRecord:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordFormatError(f"{where}: not JSON ({exc})") from None
+    except RecursionError:  # json.loads recurses once per nested array or object
+        raise RecordFormatError(f"{where}: not JSON (nested too deeply)") from None
     if not isinstance(raw, dict):
         raise RecordFormatError(f"{where}: a build record is a JSON object")
     return record_from_json(raw, where=where)
@@ -95,7 +98,7 @@ def record_from_json(raw: Mapping[str, Any], *, where: str) -> BuildRecord:
     try:
         image = str(record_key(raw["image"]))
         built_at = parse_timestamp(raw["built_at"])
-    except (InvalidReference, ValueError) as exc:
+    except (InvalidReference, ValueError, OverflowError) as exc:  # OverflowError: 0001-01-01T00:00+01:00
         raise RecordFormatError(f"{where}: {exc}") from None
     return BuildRecord(
         image=image,
