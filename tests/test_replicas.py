@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import redis
 
 from tests.fakes import DEVELOPER, FakeGitLab, GitLabToken
@@ -185,6 +186,12 @@ class Cluster(AppWorld):
             argv += ["--host", "127.0.0.1", "--port", str(port)]
             proc = ManagedProcess(argv, log_path=self.log_dir / f"imglife-serve-{port}.log", env=env)
             bot = RunningBot(proc, f"http://127.0.0.1:{port}")
+            # No kept-alive connections: replicas here are killed, and a pooled socket to a dead
+            # replica is left for the garbage collector (a ResourceWarning in a later test).
+            bot.http.close()
+            bot.http = httpx.Client(
+                base_url=bot.url, timeout=10.0, limits=httpx.Limits(max_keepalive_connections=0)
+            )
             self.stack.callback(proc.stop, grace=10)
             self.stack.callback(bot.http.close)
             started.append(bot)
