@@ -1141,13 +1141,11 @@ EXAMPLE_CONFIGS = (
 # fmt: on
 
 
-@st.composite
-def mutated_example(draw: st.DrawFn) -> dict[str, Any]:
-    """A shipped example with up to two keys removed or given a value meant for another key."""
-    document = _example(draw(st.sampled_from(EXAMPLE_CONFIGS)))
-    candidates = list(_key_paths(document))
-    for _ in range(draw(st.integers(0, 2))):
-        path = candidates[draw(st.integers(0, len(candidates) - 1))]
+def _mutate(draw: st.DrawFn, document: Any, rounds: int, values: st.SearchStrategy[Any]) -> None:
+    """Remove keys of ``document``, or give them a value from ``values``, ``rounds`` times (in place)."""
+    paths = list(_key_paths(document))
+    for _ in range(rounds):
+        path = paths[draw(st.integers(0, len(paths) - 1))]
         parent = document
         try:
             for key in path[:-1]:
@@ -1155,9 +1153,17 @@ def mutated_example(draw: st.DrawFn) -> dict[str, Any]:
             if draw(st.booleans()):
                 del parent[path[-1]]
             else:
-                parent[path[-1]] = draw(st.one_of(*DOMAIN_STRINGS.values(), ANY_VALUE, plain_strings))
+                parent[path[-1]] = draw(values)
         except (KeyError, IndexError, TypeError):
-            pass
+            pass  # an earlier round removed this path's parent: nothing to mutate
+
+
+@st.composite
+def mutated_example(draw: st.DrawFn) -> dict[str, Any]:
+    """A shipped example with up to two keys removed or given a value meant for another key."""
+    document = _example(draw(st.sampled_from(EXAMPLE_CONFIGS)))
+    values = st.one_of(*DOMAIN_STRINGS.values(), ANY_VALUE, plain_strings)
+    _mutate(draw, document, draw(st.integers(0, 2)), values)
     return document
 
 
@@ -1445,19 +1451,7 @@ def test_jobs_survive_encode_and_decode(job: JobSpec) -> None:
 @st.composite
 def stored_jobs(draw: st.DrawFn) -> bytes:
     document = orjson.loads(draw(jobs).encode())
-    paths = list(_key_paths(document))
-    for _ in range(draw(st.integers(1, 3))):
-        path = paths[draw(st.integers(0, len(paths) - 1))]
-        parent = document
-        try:
-            for key in path[:-1]:
-                parent = parent[key]
-            if draw(st.booleans()):
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = draw(orjson_values)
-        except (KeyError, IndexError, TypeError):
-            pass
+    _mutate(draw, document, draw(st.integers(1, 3)), orjson_values)
     return orjson.dumps(document)
 
 
